@@ -16,6 +16,7 @@ setuptools.setup(
         'optax>=0.2.4',
         'orbax-checkpoint>=0.11.0',
         'tensorflow-datasets>=4.9.7',
+        'importlib_resources',  # tfds needs it to build local datasets.
         'grain>=0.2.12',
         'numpy>=2.0',
         'scipy>=1.11',

@@ -1,0 +1,62 @@
+"""The config schema: every field an experiment config may set.
+
+Experiment configs in `configs/` start from `base()` and override fields.
+`validate` rejects any field the schema does not know, naming it and the
+allowed ones, so a typo never silently falls back to a default.
+"""
+import ml_collections
+
+from jaxprune.errors import JaxpruneError
+
+# Sub-dicts whose keys are free-form (model attributes).
+FREE_FORM = ('model_overrides',)
+
+
+def base() -> ml_collections.ConfigDict:
+  """Returns the full schema with defaults (a dense run, no pruning)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seed of init, data order, augmentation and dropout.
+  c.model = 'resnet20'  # A name in jaxprune.models.NAMES.
+  c.model_overrides = ml_collections.ConfigDict()  # Extra model attributes.
+  c.dataset = 'digits'  # A name in jaxprune.data.NAMES.
+  c.data_dir = ''  # TFDS data dir; '' means $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.validation_size = 0  # Last N train examples held out as validation.
+  c.batch_size = 128  # Global batch, divisible by the device count.
+  c.eval_batch_size = 256  # Global eval batch, divisible by the device count.
+  c.num_epochs = 30  # Training epochs.
+  c.optimizer = 'momentum'  # sgd | momentum | nesterov | adamw.
+  c.learning_rate = 0.1  # Peak learning rate.
+  c.momentum = 0.9  # Momentum of momentum/nesterov.
+  c.adam_b1 = 0.9  # Adam beta1.
+  c.adam_b2 = 0.999  # Adam beta2.
+  c.weight_decay = 5e-4  # Weight-decay factor.
+  c.weight_decay_mode = 'coupled'  # coupled (into the gradient) | decoupled.
+  c.weight_decay_norm_bias = True  # Also decay 1-D params (norms, biases).
+  c.schedule = 'cosine'  # cosine | multistep | constant, after warmup.
+  c.warmup_epochs = 0.0  # Linear warmup from 0, in epochs.
+  c.lr_milestones = ()  # Epochs at which multistep multiplies by lr_gamma.
+  c.lr_gamma = 0.1  # Multistep factor.
+  c.label_smoothing = 0.0  # Cross-entropy label smoothing.
+  c.half_precision = False  # bf16 compute, float32 params and loss.
+  c.checkpoint_every_epochs = 1  # Save a checkpoint every N epochs.
+  c.keep_checkpoints = 2  # Checkpoints kept on disk.
+  c.eval_every_epochs = 1  # Evaluate every N epochs (and at the end).
+  c.log_every_steps = 50  # Terminal/JSONL/TensorBoard logging interval.
+  c.data_threads = 8  # grain reader threads per process.
+  c.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  return c
+
+
+def validate(config: ml_collections.ConfigDict,
+             schema: ml_collections.ConfigDict | None = None,
+             prefix: str = '') -> None:
+  """Raises JaxpruneError on a field that `base()` does not define."""
+  schema = base() if schema is None else schema
+  for key in config.keys():
+    path = f'{prefix}{key}'
+    if key not in schema:
+      raise JaxpruneError(f'Unknown config field {path!r}; allowed: '
+                          f'{", ".join(sorted(schema.keys()))}.')
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict) and key not in FREE_FORM:
+      validate(value, schema[key], f'{path}.')

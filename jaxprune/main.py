@@ -1,0 +1,45 @@
+"""Runs one experiment: `python -m jaxprune.main --config=... --workdir=...`.
+
+Config fields can be overridden on the command line, e.g.
+`--config.num_epochs=5`. Bad input (an unknown field, model or dataset, a
+batch size the devices cannot split, a workdir of another run) stops with
+one line naming the problem.
+"""
+import logging as logging_std
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxprune import train
+from jaxprune.errors import JaxpruneError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and logs.')
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _OwnInfoOnly(logging_std.Filter):
+  """Keeps jaxprune's INFO lines and everyone's warnings (orbax is chatty)."""
+
+  def filter(self, record):
+    return (record.levelno >= logging_std.WARNING
+            or f'{os.sep}jaxprune{os.sep}' in record.pathname)
+
+
+def main(argv):
+  logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except JaxpruneError as e:
+    logging.error('%s', e)
+    sys.exit(f'jaxprune: error: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,279 @@
+"""Sharded data-parallel training and evaluation of a zoo model.
+
+One process per host; within it, `jax.jit` over a 1-D `('data',)` mesh of
+all devices: parameters and optimizer state replicated (`P()`), batches
+split along the batch axis (`P('data')`). BatchNorm statistics are computed
+over the global batch. No pmap.
+"""
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxprune import checkpoint, data, flops, models, optim, writers
+from jaxprune import config as config_lib
+from jaxprune.errors import JaxpruneError
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  train_seconds: jax.Array  # Wall time spent training, summed over resumes.
+
+
+def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """Starts jax.distributed when the config or the environment asks for it."""
+  env = any(k in os.environ for k in ('JAX_COORDINATOR_ADDRESS',
+                                      'SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE'))
+  if config.distributed or (env and int(os.environ.get(
+      'SLURM_NTASKS', os.environ.get('OMPI_COMM_WORLD_SIZE', '2'))) > 1):
+    jax.distributed.initialize()
+
+
+def make_mesh() -> Mesh:
+  return Mesh(np.array(jax.devices()), ('data',))
+
+
+def check_batch(batch_size: int, what: str = 'batch_size') -> None:
+  n = jax.device_count()
+  if batch_size <= 0 or batch_size % n:
+    raise JaxpruneError(f'{what}={batch_size} is not divisible by the {n} '
+                        f'devices; allowed: a positive multiple of {n}.')
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  overrides = dict(config.model_overrides)
+  if config.half_precision:
+    overrides['dtype'] = jnp.bfloat16
+  return models.create(config.model, num_classes, **overrides)
+
+
+def cross_entropy(logits, labels, num_classes: int, smoothing: float):
+  onehot = jax.nn.one_hot(labels, num_classes)
+  if smoothing:
+    onehot = optax.smooth_labels(onehot, smoothing)
+  return optax.softmax_cross_entropy(logits, onehot).mean()
+
+
+def train_step(state: TrainState, batch, rng, *, model, tx, spec, config):
+  """One SGD step; returns the new state and summed metrics."""
+  dtype = jnp.bfloat16 if config.half_precision else jnp.float32
+  x = data.normalize(batch['image'], spec, dtype)
+  rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    logits, new_vars = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
+        mutable=['batch_stats'], rngs={'dropout': rng})
+    loss = cross_entropy(logits, batch['label'], spec.num_classes,
+                         config.label_smoothing)
+    return loss, (logits, new_vars.get('batch_stats', {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  correct = jnp.sum(jnp.argmax(logits, -1) == batch['label'])
+  new = state.replace(step=state.step + 1, params=params,
+                      batch_stats=batch_stats, opt_state=opt_state)
+  return new, {'loss': loss, 'correct': correct}
+
+
+def eval_step(variables, batch, *, apply_fn, spec, dtype):
+  """Masked top-1/top-5 correct counts of one padded batch."""
+  logits = apply_fn(variables, data.normalize(batch['image'], spec, dtype),
+                    train=False)
+  k = min(5, logits.shape[-1])
+  topk = jax.lax.top_k(logits, k)[1]
+  hit = topk == batch['label'][:, None]
+  m = batch['mask']
+  return {'top1': jnp.sum(hit[:, 0] & m), 'top5': jnp.sum(hit.any(-1) & m),
+          'count': jnp.sum(m)}
+
+
+def evaluate(apply_fn, variables, ds, spec, config, mesh) -> dict[str, float]:
+  """Top-1/top-5 accuracy (%) of `apply_fn(variables)` over `ds`."""
+  check_batch(config.eval_batch_size, 'eval_batch_size')
+  sharding = NamedSharding(mesh, P('data'))
+  dtype = jnp.bfloat16 if config.half_precision else jnp.float32
+  step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, spec=spec,
+                                   dtype=dtype))
+  totals = None
+  for batch in data.eval_batches(ds, spec, config.eval_batch_size,
+                                 config.data_threads):
+    batch = jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(sharding, a), batch)
+    out = step(variables, batch)
+    totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+  totals = jax.device_get(totals)
+  n = max(int(totals['count']), 1)
+  return {'top1': 100.0 * int(totals['top1']) / n,
+          'top5': 100.0 * int(totals['top5']) / n}
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Trains `config.model` on `config.dataset`; writes results.json.
+
+  Rerunning with the same workdir resumes from the newest checkpoint; the
+  final parameters equal those of an uninterrupted run.
+
+  Returns:
+    The results dict that is also written to `<workdir>/results.json`.
+  """
+  # ---- Config, devices and data -------------------------------------------
+  if not workdir:
+    raise JaxpruneError('--workdir is required.')
+  config_lib.validate(config)
+  maybe_initialize_distributed(config)
+  check_batch(config.batch_size)
+  check_batch(config.eval_batch_size, 'eval_batch_size')
+  spec = data.get_spec(config.dataset)
+  model = build_model(config, spec.num_classes)
+  meta = {'model': config.model, 'dataset': config.dataset,
+          'model_overrides': json.loads(json.dumps(
+              config.model_overrides.to_dict(), default=str))}
+  checkpoint.check_workdir(workdir, meta)
+  train_ds, val_ds, test_ds = data.split_source(
+      config.dataset, config.data_dir, config.validation_size)
+  steps_per_epoch = data.steps_per_epoch(train_ds, config.batch_size)
+  if not steps_per_epoch:
+    raise JaxpruneError(f'batch_size={config.batch_size} is larger than the '
+                        f'{len(train_ds)} training examples.')
+  total_steps = steps_per_epoch * config.num_epochs
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  logging.info('%d devices, %d processes; %d train / %s val / %d test examples;'
+               ' %d steps per epoch.', jax.device_count(), jax.process_count(),
+               len(train_ds), len(val_ds) if val_ds else 0, len(test_ds),
+               steps_per_epoch)
+
+  # ---- Model, optimizer and state ------------------------------------------
+  tx, schedule = optim.create(config, steps_per_epoch)
+  shape = (1, spec.image_size, spec.image_size, spec.channels)
+
+  def init(rng):
+    variables = model.init(rng, jnp.zeros(shape, jnp.float32), train=False)
+    params = variables['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get('batch_stats', {}),
+                      opt_state=tx.init(params),
+                      train_seconds=jnp.zeros((), jnp.float32))
+
+  state = jax.jit(init, out_shardings=replicated)(jax.random.key(config.seed))
+  counts = flops.count(model.apply, {'params': state.params,
+                                     'batch_stats': state.batch_stats},
+                       jax.ShapeDtypeStruct(shape, jnp.float32), train=False)
+  logging.info('%s: %s params, %s MACs per example.', config.model,
+               f'{counts.params:,}', f'{counts.macs:,}')
+
+  os.makedirs(workdir, exist_ok=True)
+  mgr = checkpoint.manager(workdir, config.keep_checkpoints)
+  restored = checkpoint.restore_latest(mgr, state)
+  if restored is not None:
+    state = restored
+    logging.info('Resumed from step %d in %s.', int(state.step), workdir)
+  checkpoint.write_meta(workdir, meta)
+  writer = writers.MetricWriter(workdir)
+
+  step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, spec=spec,
+                        config=config),
+      donate_argnums=0, out_shardings=(replicated, replicated))
+  dropout_rng = jax.random.key(config.seed + 1)
+
+  # ---- Training loop --------------------------------------------------------
+  start_step = int(state.step)
+  if start_step % steps_per_epoch:
+    raise JaxpruneError(f'Checkpoint step {start_step} is not at an epoch '
+                        f'boundary of {steps_per_epoch} steps; the batch size '
+                        'or dataset changed. Use another --workdir.')
+  first_epoch = start_step // steps_per_epoch
+  carried_seconds = float(state.train_seconds)
+  t0 = time.time()
+  window = {'loss': 0.0, 'correct': 0, 'n': 0, 't': time.time(), 's': 0}
+  for epoch in range(first_epoch, config.num_epochs):
+    batches = data.train_batches(train_ds, spec, config.batch_size,
+                                 config.seed, epoch, config.data_threads)
+    acc_metrics = None
+    for i, batch in enumerate(batches):
+      batch = jax.tree.map(
+          lambda a: jax.make_array_from_process_local_data(batch_sharding, a),
+          batch)
+      state, m = step_fn(state, batch, dropout_rng)
+      acc_metrics = m if acc_metrics is None else jax.tree.map(
+          jnp.add, acc_metrics, m)
+      window['s'] += 1
+      step = epoch * steps_per_epoch + i + 1
+      if step % config.log_every_steps == 0 or i + 1 == steps_per_epoch:
+        got = jax.device_get(acc_metrics)
+        acc_metrics = None
+        dt = time.time() - window['t']
+        rate = window['s'] / max(dt, 1e-9)
+        loss = float(got['loss']) / window['s']
+        acc = 100.0 * int(got['correct']) / (window['s'] * config.batch_size)
+        eta = (total_steps - step) / max(rate, 1e-9)
+        logging.info('epoch %d/%d step %d/%d loss %.4f acc %.2f%% '
+                     '%.2f steps/s lr %.4g ETA %s', epoch + 1,
+                     config.num_epochs, step, total_steps, loss, acc, rate,
+                     float(schedule(step)), _fmt_time(eta))
+        writer.write(step, 'train', epoch=epoch + 1, loss=loss, accuracy=acc,
+                     steps_per_second=rate, learning_rate=float(schedule(step)))
+        window.update(t=time.time(), s=0)
+    last = epoch + 1 == config.num_epochs
+    if val_ds is not None and ((epoch + 1) % config.eval_every_epochs == 0
+                               or last):
+      ev = evaluate(model.apply, {'params': state.params,
+                                  'batch_stats': state.batch_stats},
+                    val_ds, spec, config, mesh)
+      logging.info('epoch %d validation top1 %.2f%% top5 %.2f%%', epoch + 1,
+                   ev['top1'], ev['top5'])
+      writer.write(int(state.step), 'validation', epoch=epoch + 1, **ev)
+    if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
+      state = state.replace(train_seconds=jnp.asarray(
+          carried_seconds + time.time() - t0, jnp.float32))
+      checkpoint.save(mgr, int(state.step), state)
+  mgr.wait_until_finished()
+  train_seconds = carried_seconds + (time.time() - t0 if first_epoch <
+                                     config.num_epochs else 0.0)
+
+  # ---- Final evaluation and results -----------------------------------------
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  ev = evaluate(model.apply, variables, test_ds, spec, config, mesh)
+  logging.info('test top1 %.2f%% top5 %.2f%%', ev['top1'], ev['top5'])
+  writer.write(int(state.step), 'test', **ev)
+  writer.close()
+  results = {
+      'dataset': config.dataset, 'model': config.model,
+      'top1': ev['top1'], 'top5': ev['top5'],
+      'macs': counts.macs, 'params': counts.params,
+      'train_seconds': round(float(train_seconds), 3),
+      'steps': int(state.step), 'epochs': config.num_epochs,
+      'devices': jax.device_count(),
+      'config': json.loads(config.to_json_best_effort()),
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'results.json'), 'w') as f:
+      json.dump(results, f, indent=1)
+  mgr.close()
+  return results
