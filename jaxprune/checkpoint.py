@@ -72,3 +72,29 @@ def restore_latest(mgr: ocp.CheckpointManager, target: Any) -> Any | None:
 
 def save(mgr: ocp.CheckpointManager, step: int, state: Any) -> None:
   mgr.save(step, args=ocp.args.StandardSave(state))
+
+
+def load(workdir: str, step: int | None = None) -> tuple[int, Any]:
+  """Reads a checkpoint of `workdir` onto this host's first device.
+
+  Works whatever the device topology the checkpoint was written with.
+
+  Args:
+    workdir: the run's workdir.
+    step: the step to read; the newest when None.
+
+  Returns:
+    (step, state tree with `params`, `batch_stats`, `opt_state`, ...).
+  """
+  with ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      item_handlers=ocp.StandardCheckpointHandler()) as mgr:
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+      raise JaxpruneError(f'No checkpoint in {workdir}.')
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    meta = mgr.item_metadata(step)
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        meta, is_leaf=lambda m: hasattr(m, 'shape') and hasattr(m, 'dtype'))
+    return step, mgr.restore(step, args=ocp.args.StandardRestore(target))

@@ -60,3 +60,36 @@ def validate(config: ml_collections.ConfigDict,
     value = config[key]
     if isinstance(value, ml_collections.ConfigDict) and key not in FREE_FORM:
       validate(value, schema[key], f'{path}.')
+
+
+def nvidia_imagenet_recipe(c: ml_collections.ConfigDict) -> None:
+  """The NVIDIA DeepLearningExamples ResNet recipe used by CHEX and REPrune."""
+  c.dataset = 'imagenet2012'  # 1.28M train / 50k validation.
+  c.batch_size = 1024  # 8 GPUs x 128.
+  c.eval_batch_size = 1024  # Global eval batch.
+  c.num_epochs = 250  # REPrune/CHEX recipe (methods.md 1.4).
+  c.optimizer = 'momentum'  # SGD with momentum.
+  c.learning_rate = 1.024  # 0.256 per 256 images.
+  c.momentum = 0.875  # NVIDIA recipe.
+  c.weight_decay = 3.0517578125e-5  # 1/32768.
+  c.weight_decay_norm_bias = False  # No decay on BN parameters and biases.
+  c.schedule = 'cosine'  # Cosine after warmup.
+  c.warmup_epochs = 8.0  # Linear warmup.
+  c.label_smoothing = 0.1  # NVIDIA recipe.
+  c.half_precision = True  # Mixed precision (bf16 compute).
+  c.log_every_steps = 200  # Progress lines.
+  c.data_threads = 32  # JPEG decoding is the host bottleneck.
+
+
+def cifar_resnet_recipe(c: ml_collections.ConfigDict) -> None:
+  """REPrune's CIFAR-10 ResNet-56 recipe (methods.md 1.4)."""
+  c.dataset = 'cifar10'  # 50k train / 10k test.
+  c.batch_size = 256  # Global batch.
+  c.eval_batch_size = 512  # Global eval batch.
+  c.num_epochs = 160  # Seed recipe.
+  c.optimizer = 'momentum'  # SGD with momentum.
+  c.learning_rate = 0.1  # Peak lr.
+  c.momentum = 0.9  # SGD momentum.
+  c.weight_decay = 5e-4  # Coupled L2.
+  c.schedule = 'cosine'  # Cosine to 0.
+  c.log_every_steps = 100  # Progress lines.

@@ -37,9 +37,21 @@ def main(argv):
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except JaxpruneError as e:
-    logging.error('%s', e)
     sys.exit(f'jaxprune: error: {e}')
 
 
+def parse_flags(argv):
+  """absl flag parsing, with a one-line error for a bad `--config.x` override."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'jaxprune: error: {e}\nPass --help for usage.')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    bad = [a for a in argv[1:] if a.startswith('--config.')]
+    sys.exit(f'jaxprune: error: bad config override in {bad}: {e}. Every '
+             '--config.<field> must name a field of the config file (see '
+             'jaxprune/config.py) with a value of its type.')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -36,12 +36,30 @@ class TrainState:
 
 
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
-  """Starts jax.distributed when the config or the environment asks for it."""
-  env = any(k in os.environ for k in ('JAX_COORDINATOR_ADDRESS',
-                                      'SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE'))
-  if config.distributed or (env and int(os.environ.get(
-      'SLURM_NTASKS', os.environ.get('OMPI_COMM_WORLD_SIZE', '2'))) > 1):
-    jax.distributed.initialize()
+  """Starts jax.distributed when the config or the environment asks for it.
+
+  SLURM, Open MPI and TPU pods are auto-detected by JAX. Elsewhere set
+  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
+  launch/local_multiprocess.sh).
+  """
+  env = os.environ
+  multi = int(env.get('SLURM_NTASKS', env.get('OMPI_COMM_WORLD_SIZE',
+                                              env.get('JAX_NUM_PROCESSES', 1))))
+  if not (config.distributed or multi > 1):
+    return
+  if jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  if 'JAX_COORDINATOR_ADDRESS' in env:
+    kwargs['coordinator_address'] = env['JAX_COORDINATOR_ADDRESS']
+  if 'JAX_NUM_PROCESSES' in env:
+    kwargs['num_processes'] = int(env['JAX_NUM_PROCESSES'])
+  if 'JAX_PROCESS_ID' in env:
+    kwargs['process_id'] = int(env['JAX_PROCESS_ID'])
+  if env.get('JAX_PLATFORMS', '') == 'cpu':
+    # CPU processes exchange collectives through gloo.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(**kwargs)
 
 
 def make_mesh() -> Mesh:
@@ -145,6 +163,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise JaxpruneError('--workdir is required.')
   config_lib.validate(config)
   maybe_initialize_distributed(config)
+  if jax.process_index():
+    logging.set_verbosity(logging.WARNING)  # Progress from process 0 only.
   check_batch(config.batch_size)
   check_batch(config.eval_batch_size, 'eval_batch_size')
   spec = data.get_spec(config.dataset)
@@ -250,8 +270,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    ev['top1'], ev['top5'])
       writer.write(int(state.step), 'validation', epoch=epoch + 1, **ev)
     if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
-      state = state.replace(train_seconds=jnp.asarray(
-          carried_seconds + time.time() - t0, jnp.float32))
+      # A globally replicated scalar, so that multi-host saves accept it.
+      state = state.replace(train_seconds=jax.make_array_from_process_local_data(
+          replicated, np.float32(carried_seconds + time.time() - t0)))
       checkpoint.save(mgr, int(state.step), state)
   mgr.wait_until_finished()
   train_seconds = carried_seconds + (time.time() - t0 if first_epoch <

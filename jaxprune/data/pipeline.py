@@ -164,9 +164,11 @@ def train_batches(ds: grain.MapDataset, spec: DatasetSpec, global_batch: int,
     raise JaxpruneError(f'batch_size={global_batch} is larger than the '
                         f'{len(ds)} training examples.')
   ds = ds.shuffle(seed=seed * 100_003 + epoch)[:steps * global_batch]
-  ds = ds[jax.process_index()::jax.process_count()]
+  # Augment by global position before sharding, so that the result does not
+  # depend on the number of processes.
   ds = ds.map_with_index(
       lambda i, r: _example(r, spec, True, _rng(seed, epoch, i)))
+  ds = ds[jax.process_index()::jax.process_count()]
   ds = ds.batch(local, drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(
       num_threads=threads, prefetch_buffer_size=max(prefetch, threads)))

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from jaxprune.errors import JaxpruneError
+
 from jaxprune.models import mobilenet_v2, resnet, resnet_cifar, vit
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -55,12 +57,12 @@ def create(name: str, num_classes: int, **overrides: Any) -> nn.Module:
     ValueError: for an unknown name or an override the model does not have.
   """
   if name not in _REGISTRY:
-    raise ValueError(f'Unknown model {name!r}; allowed: {", ".join(NAMES)}.')
+    raise JaxpruneError(f'Unknown model {name!r}; allowed: {", ".join(NAMES)}.')
   factory = _REGISTRY[name]
   fields = {f.name for f in dataclasses.fields(factory.func if isinstance(
       factory, functools.partial) else factory)} - {'parent', 'name'}
   bad = sorted(set(overrides) - fields)
   if bad:
-    raise ValueError(f'Model {name!r} has no field(s) {bad}; allowed: '
+    raise JaxpruneError(f'Model {name!r} has no field(s) {bad}; allowed: '
                      f'{sorted(fields - {"num_classes"})}.')
   return factory(num_classes=num_classes, **overrides)

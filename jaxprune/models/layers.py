@@ -5,6 +5,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxprune.errors import JaxpruneError
+
 # torchvision initialises convs with kaiming_normal_(mode='fan_out', relu).
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
@@ -43,7 +45,7 @@ def per_block(value, count: int, what: str) -> tuple:
     return (value,) * count
   value = tuple(value)
   if len(value) != count:
-    raise ValueError(f'{what} has {len(value)} entries; the model has '
+    raise JaxpruneError(f'{what} has {len(value)} entries; the model has '
                      f'{count} blocks, so it needs {count}.')
   return value
 

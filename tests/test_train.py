@@ -1,0 +1,228 @@
+"""End-to-end runs of `jaxprune.main`: mock data, resume, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxprune import config as config_lib
+from jaxprune import checkpoint, optim, train
+from jaxprune.errors import JaxpruneError
+
+from conftest import REPO
+
+TINY = os.path.join(REPO, 'tests', 'configs', 'tiny.py')
+
+
+# `python -m jaxprune.main` inside tfds.testing.mock_data.
+MOCKED_MAIN = """
+import sys
+import tensorflow_datasets as tfds
+from absl import app
+from jaxprune import main
+with tfds.testing.mock_data(num_examples=int(sys.argv.pop(1))):
+  app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+
+def run_cli(*args, mock_examples=None):
+  """Starts `python -m jaxprune.main *args` on 8 fake CPU devices."""
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
+         'JAX_PLATFORMS': 'cpu'}
+  cmd = ([sys.executable, '-m', 'jaxprune.main'] if mock_examples is None else
+         [sys.executable, '-c', MOCKED_MAIN, str(mock_examples)])
+  return subprocess.Popen(cmd + list(args), cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def run_main(*args, mock_examples=None):
+  """Runs the CLI to the end; returns (exit code, output)."""
+  p = run_cli(*args, mock_examples=mock_examples)
+  out, _ = p.communicate(timeout=600)
+  return p.returncode, out
+
+
+def final_params(workdir):
+  step, state = checkpoint.load(workdir)
+  return step, state['params']
+
+
+def test_two_step_main_run_on_eight_devices_under_mock_data(tmp_path):
+  workdir = str(tmp_path / 'run')
+  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
+                       '--config.dataset=cifar10', '--config.batch_size=16',
+                       '--config.eval_batch_size=16', '--config.num_epochs=1',
+                       '--config.log_every_steps=1', mock_examples=32)
+  assert code == 0, out
+  assert 'epoch 1/1 step 2/2' in out and 'steps/s' in out and 'ETA' in out
+  with open(os.path.join(workdir, 'results.json')) as f:
+    results = json.load(f)
+  for key in ('dataset', 'model', 'top1', 'top5', 'macs', 'params',
+              'train_seconds', 'config'):
+    assert key in results
+  assert results['dataset'] == 'cifar10' and results['model'] == 'resnet20'
+  assert results['steps'] == 2 and results['devices'] == 8
+  assert 0 <= results['top1'] <= results['top5'] <= 100
+  assert results['config']['batch_size'] == 16
+  lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert [l['step'] for l in lines if l['split'] == 'train'] == [1, 2]
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+
+
+def test_kill_and_resume_gives_identical_params(tmp_path, data_dir):
+  common = [f'--config={TINY}', f'--config.data_dir={data_dir}']
+  ref = str(tmp_path / 'ref')
+  code, out = run_main(*common, f'--workdir={ref}')
+  assert code == 0, out
+
+  killed = str(tmp_path / 'killed')
+  p = run_cli(*common, f'--workdir={killed}')
+  ckpt = os.path.join(killed, 'checkpoints')
+  deadline = time.time() + 300
+  while time.time() < deadline and p.poll() is None:
+    done = [d for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else [])
+            if d.isdigit()]
+    if done:
+      break
+    time.sleep(0.05)
+  p.send_signal(signal.SIGKILL)
+  p.communicate()
+  assert not os.path.exists(os.path.join(killed, 'results.json'))
+  code, out = run_main(*common, f'--workdir={killed}')
+  assert code == 0, out
+  assert 'Resumed from step' in out
+
+  step_a, a = final_params(ref)
+  step_b, b = final_params(killed)
+  assert step_a == step_b == 88
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_bad_input_gives_one_clear_line(tmp_path, data_dir):
+  cases = [
+      (['--config.no_such_field=1'], 'no_such_field'),
+      (['--config.model=resnet9'], "Unknown model 'resnet9'"),
+      (['--config.dataset=mnist9'], "Unknown dataset 'mnist9'"),
+      (['--config.batch_size=60'], 'batch_size=60 is not divisible by the 8'),
+  ]
+  for extra, message in cases:
+    code, out = run_main(f'--config={TINY}', f'--workdir={tmp_path / "w"}',
+                         f'--config.data_dir={data_dir}', *extra)
+    assert code != 0 and message in out, out
+    assert 'Traceback' not in out, out
+
+
+def test_workdir_of_another_model_is_refused_and_untouched(tmp_path, data_dir):
+  workdir = str(tmp_path / 'w')
+  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
+                       f'--config.data_dir={data_dir}', '--config.num_epochs=1')
+  assert code == 0, out
+  before = {os.path.join(r, f): os.path.getmtime(os.path.join(r, f))
+            for r, _, fs in os.walk(workdir) for f in fs}
+  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
+                       f'--config.data_dir={data_dir}', '--config.model=resnet32')
+  assert code == 1 and "checkpoint has 'resnet20', config asks for " \
+      "'resnet32'" in out, out
+  assert 'Traceback' not in out
+  after = {os.path.join(r, f): os.path.getmtime(os.path.join(r, f))
+           for r, _, fs in os.walk(workdir) for f in fs}
+  assert before == after
+
+
+def test_unknown_field_in_config_file_is_rejected():
+  config = config_lib.base()
+  config.unlock()
+  config.lerning_rate = 0.1
+  with pytest.raises(JaxpruneError, match="Unknown config field 'lerning_rate'"
+                     ".*learning_rate"):
+    config_lib.validate(config)
+
+
+def sgd_config(**kw):
+  c = config_lib.base()
+  c.num_epochs = 1
+  c.update(kw)
+  return c
+
+
+def test_coupled_and_decoupled_weight_decay():
+  p = {'w': np.array([1.0, -2.0])}
+  g = {'w': np.array([0.5, 0.5])}
+  lr, wd, m = 0.1, 0.01, 0.9
+  for mode in ('coupled', 'decoupled'):
+    tx, _ = optim.create(sgd_config(optimizer='momentum', learning_rate=lr,
+                                    weight_decay=wd, momentum=m,
+                                    weight_decay_mode=mode,
+                                    schedule='constant'), 10)
+    state = tx.init(p)
+    params = p
+    buf = np.zeros(2)
+    ref = p['w'].copy()
+    for _ in range(3):
+      u, state = tx.update(g, state, params)
+      params = optax.apply_updates(params, u)
+      if mode == 'coupled':  # PyTorch SGD: decay enters the momentum buffer.
+        buf = m * buf + g['w'] + wd * ref
+        ref = ref - lr * buf
+      else:
+        buf = m * buf + g['w']
+        ref = ref - lr * (buf + wd * ref)
+    np.testing.assert_allclose(params['w'], ref, rtol=1e-6)
+
+
+def test_schedules():
+  c = sgd_config(learning_rate=1.0, num_epochs=10, warmup_epochs=2,
+                 schedule='cosine')
+  s = optim.learning_rate_schedule(c, 10)
+  assert float(s(0)) == 0.0 and abs(float(s(10)) - 0.5) < 1e-6
+  assert abs(float(s(20)) - 1.0) < 1e-6
+  assert abs(float(s(60)) - 0.5) < 1e-6 and float(s(100)) < 1e-6
+  c = sgd_config(learning_rate=1.0, num_epochs=10, schedule='multistep',
+                 lr_milestones=(5, 8), lr_gamma=0.1)
+  s = optim.learning_rate_schedule(c, 10)
+  assert [round(float(s(t)), 6) for t in (49, 50, 79, 80)] == [1.0, 0.1, 0.1,
+                                                               0.01]
+  with pytest.raises(JaxpruneError, match="schedule='linear'; allowed"):
+    optim.learning_rate_schedule(sgd_config(schedule='linear'), 10)
+  with pytest.raises(JaxpruneError, match="optimizer='adam'; allowed"):
+    optim.create(sgd_config(optimizer='adam'), 10)
+
+
+def test_label_smoothing_cross_entropy():
+  logits = np.log(np.array([[0.7, 0.2, 0.1]]))
+  got = float(train.cross_entropy(logits, np.array([0]), 3, 0.3))
+  target = np.array([0.8, 0.1, 0.1])
+  np.testing.assert_allclose(got, -(target * logits[0]).sum(), rtol=1e-6)
+
+
+def test_two_processes_match_one(tmp_path, data_dir):
+  """Host-sharded loading: 2 processes x 1 device == 1 process x 2 devices."""
+  common = [f'--config={TINY}', f'--config.data_dir={data_dir}',
+            '--config.num_epochs=1', '--config.batch_size=64',
+            '--config.eval_batch_size=120']
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''}
+  one = str(tmp_path / 'one')
+  p = subprocess.run(
+      [sys.executable, '-m', 'jaxprune.main', *common, f'--workdir={one}'],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert p.returncode == 0, p.stderr
+  two = str(tmp_path / 'two')
+  p = subprocess.run(['bash', 'launch/local_multiprocess.sh', '2', TINY, two,
+                      *common[1:]], cwd=REPO, capture_output=True, text=True,
+                     timeout=600, env={**env, 'PORT': '12391'})
+  assert p.returncode == 0, p.stderr[-3000:]
+  r1 = json.load(open(os.path.join(one, 'results.json')))
+  r2 = json.load(open(os.path.join(two, 'results.json')))
+  assert r1['devices'] == r2['devices'] == 2
+  _, a = final_params(one)
+  _, b = final_params(two)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=2e-5), a, b)
