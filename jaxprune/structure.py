@@ -196,6 +196,7 @@ class _Tracer:
     self.unknown: set[str] = set()
     self.ctx = 0
     self.n_ctx = 0
+    self.children: dict[tuple[int, int], list[int]] = {}
     self.mult = 1  # MAC multiplicity of the code being walked (scan length).
     self.first_use: dict[Member, int] = {}
     self.counter = 0
@@ -250,12 +251,13 @@ class _Tracer:
       for a in range(shift):
         self.block(self.node(outer, a), 'scanned axis')
 
-  def sub(self, jaxpr, ins, outs, in_shift=None, out_shift=None,
+  def sub(self, eqn, jaxpr, ins, outs, in_shift=None, out_shift=None,
           carry=None) -> None:
     """Walks a callee in a fresh context, linked to the caller's vars."""
     outer = self.ctx
     self.n_ctx += 1
     inner = self.n_ctx
+    self.children.setdefault((outer, id(eqn)), []).append(inner)
     for k, (o, i) in enumerate(zip(ins, jaxpr.invars)):
       self.link(o, i, inner, (in_shift or {}).get(k, 0))
     self.ctx = inner
@@ -323,7 +325,7 @@ class _Tracer:
     elif name in SOURCES:
       pass  # Fresh values: no coupling.
     elif _sub_jaxpr(eqn) is not None:
-      self.sub(_sub_jaxpr(eqn)[0], ins, outs)
+      self.sub(eqn, _sub_jaxpr(eqn)[0], ins, outs)
     else:
       if name not in self.unknown:
         self.unknown.add(name)
@@ -516,10 +518,10 @@ class _Tracer:
       if lo == hi == interior == 0:
         self.union(self.node(x, a), self.node(out, a))
       elif interior == 0 and lo >= 0 and hi >= 0:
-        parts = ([self.fresh((id(eqn), a, 'lo'), lo)] if lo else []) + [
-            self.node(x, a)] + ([self.fresh((id(eqn), a, 'hi'), hi)]
-                                if hi else [])
-        self.note(eqn, f'pad{a}', parts)
+        lo_n = self.fresh((id(eqn), a, 'lo'), lo) if lo else None
+        hi_n = self.fresh((id(eqn), a, 'hi'), hi) if hi else None
+        parts = [n for n in (lo_n, self.node(x, a), hi_n) if n is not None]
+        self.note(eqn, f'pad{a}', (lo_n, hi_n))
         self.define('concat', self.node(out, a), parts)
       else:
         self.block(self.node(x, a), 'pad with interior or negative padding')
@@ -535,10 +537,11 @@ class _Tracer:
       if s == 0 and l == xs[a] and st == 1:
         self.union(self.node(x, a), self.node(out, a))
       elif st == 1:
-        parts = ([self.fresh((id(eqn), a, 'pre'), s)] if s else []) + [
-            self.node(out, a)] + ([self.fresh((id(eqn), a, 'post'), xs[a] - l)]
-                                  if l < xs[a] else [])
-        self.note(eqn, f'slice{a}', parts)
+        pre = self.fresh((id(eqn), a, 'pre'), s) if s else None
+        post = (self.fresh((id(eqn), a, 'post'), xs[a] - l) if l < xs[a]
+                else None)
+        parts = [n for n in (pre, self.node(out, a), post) if n is not None]
+        self.note(eqn, f'slice{a}', (pre, post))
         self.define('concat', self.node(x, a), parts)
       else:
         self.block(self.node(x, a), 'strided slice')
@@ -698,7 +701,7 @@ class _Tracer:
     n_in = len(eqn.invars)
     outer_mult = self.mult
     self.mult *= p['length']
-    self.sub(p['jaxpr'].jaxpr, eqn.invars, eqn.outvars,
+    self.sub(eqn, p['jaxpr'].jaxpr, eqn.invars, eqn.outvars,
              in_shift={k: 1 for k in range(nc + ncarry, n_in)},
              out_shift={k: 1 for k in range(ncarry, len(eqn.outvars))},
              carry=[(nc + k, k) for k in range(ncarry)])
@@ -712,8 +715,8 @@ class _Tracer:
     cn, bn = p['cond_nconsts'], p['body_nconsts']
     ins = list(eqn.invars)
     init = ins[cn + bn:]
-    self.sub(p['cond_jaxpr'].jaxpr, ins[:cn] + init, [None])
-    self.sub(p['body_jaxpr'].jaxpr, ins[cn:], eqn.outvars,
+    self.sub(eqn, p['cond_jaxpr'].jaxpr, ins[:cn] + init, [None])
+    self.sub(eqn, p['body_jaxpr'].jaxpr, ins[cn:], eqn.outvars,
              carry=[(bn + k, k) for k in range(len(init))])
     for i, o in zip(init, eqn.outvars):
       self.link(i, o, self.ctx)
@@ -723,7 +726,7 @@ class _Tracer:
     kept, best = [], -1
     for br in eqn.params['branches']:
       start = len(self.matmuls)
-      self.sub(br.jaxpr, ops, eqn.outvars)
+      self.sub(eqn, br.jaxpr, ops, eqn.outvars)
       mine = self.matmuls[start:]
       del self.matmuls[start:]
       dense = sum(w * m * math.prod(self.uf.size[n] for n in o + c)
