@@ -17,6 +17,7 @@ setuptools.setup(
         'orbax-checkpoint>=0.11.0',
         'tensorflow-datasets>=4.9.7',
         'importlib_resources',  # tfds needs it to build local datasets.
+        'flatbuffers',  # jax.export serialization.
         'grain>=0.2.12',
         'numpy>=2.0',
         'scipy>=1.11',

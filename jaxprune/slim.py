@@ -363,7 +363,11 @@ def zoo_overrides(model: str, params: Any) -> dict[str, Any]:
 
   `models.create(model, num_classes, **zoo_overrides(model, slim_params))`
   builds the physically smaller module; its `apply` on the slim variables
-  equals the slim forward pass.
+  equals the slim forward pass, with two exceptions that `slim_apply_fn`
+  does not have: a LayerNorm over a pruned width (the ViT residual stream)
+  normalises over the kept features only, and option-A CIFAR shortcuts pad
+  symmetrically, so residual groups pruned unevenly around the padding do
+  not match.
 
   Raises:
     JaxpruneError: for a model family without width overrides, or widths the

@@ -170,6 +170,7 @@ class _VarInfo:
   stat: bool = False  # A statistic: reduced or broadcast data, not a branch.
   zero: bool = False  # Zero wherever a pruned channel sits.
   origin: Member | None = None  # The variable leaf it is (up to casts).
+  src: frozenset = frozenset()  # conv/matmul equations its value comes from.
 
 
 # ----------------------------------------------------------------------------
@@ -311,8 +312,9 @@ class _Tracer:
     name = eqn.primitive.name
     ins, outs = eqn.invars, eqn.outvars
     data = any(self.vinfo(v).data for v in ins)
+    src = frozenset().union(*(self.vinfo(v).src for v in ins))
     for o in outs:
-      self.set_info(o, _VarInfo(data=data))
+      self.set_info(o, _VarInfo(data=data, src=src))
     handler = getattr(self, '_p_' + name, None)
     if handler is not None:
       handler(eqn)
@@ -353,8 +355,11 @@ class _Tracer:
     data = [i for i in infos if i.data]
     oi = self.vinfo(out)
     oi.stat = bool(data) and all(i.stat for i in data)
+    oi.src = frozenset().union(*(i.src for i in infos))
     if name in ('add', 'add_any', 'sub'):
-      branches = [i for i in data if not i.stat]
+      # Two branches: data from different layers (x + 0.04 * x**3 in a GELU
+      # adds two functions of one layer's output, which is no residual).
+      branches = {i.src for i in data if not i.stat}
       if len(branches) >= 2:
         for a in range(len(shape)):
           self.residual.add(self.node(out, a))
@@ -652,6 +657,7 @@ class _Tracer:
     self._roles(lhs, lfree, 'producer')
     self._roles(lhs, lc, 'consumer')
     self.vinfo(out).zero = li.zero or ri.zero
+    self.vinfo(out).src = frozenset([(self.ctx, id(eqn))])
     self.matmuls.append(([self.node(out, a) for a in range(len(_shape(out)))],
                          [self.node(lhs, a) for a in lc], 1, self.mult))
 
@@ -690,6 +696,7 @@ class _Tracer:
     self._roles(rhs, (ro,), 'producer')
     self._roles(rhs, (ri,), 'consumer')
     self.vinfo(out).zero = self.vinfo(lhs).zero or self.vinfo(rhs).zero
+    self.vinfo(out).src = frozenset([(self.ctx, id(eqn))])
     window = math.prod(rs[a] for a in rsp)
     self.matmuls.append(([self.node(out, a) for a in range(len(os_))],
                          [self.node(rhs, ri)], window, self.mult))
@@ -801,7 +808,7 @@ class ChannelGraph:
       if len(ds) == 1:
         layout[root] = ds[0]
       else:
-        conflicting[root] = [p for _, parts in ds for p in parts]
+        conflicting[root] = [parts for _, parts in ds]
         blocked.setdefault(root, 'axis split or concatenated in two '
                            'incompatible ways')
         for _, parts in ds:
@@ -813,9 +820,10 @@ class ChannelGraph:
     changed = True
     while changed:
       changed = False
-      for root, parts in itertools.chain(
-          ((r, ps) for r, (_, ps) in layout.items()), conflicting.items()):
-        if root not in spatial and any(p in spatial for p in parts):
+      for root, options in itertools.chain(
+          ((r, [ps]) for r, (_, ps) in layout.items()), conflicting.items()):
+        if root not in spatial and any(
+            all(p in spatial for p in ps if uf.size[p] > 1) for ps in options):
           spatial.add(root)
           changed = True
       for root, (_, parts) in layout.items():

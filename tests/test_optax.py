@@ -1,0 +1,139 @@
+"""Masks in optax state: hard, soft and masked-forward modes."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxprune import models, structure
+from jaxprune import masks as masks_lib
+from jaxprune import optax as jp_optax
+
+
+@pytest.fixture(scope='module')
+def setup():
+  model = models.create('resnet20', 10, stage_widths=(4, 8, 8))
+  x = jnp.zeros((1, 8, 8, 3))
+  variables = model.init(jax.random.key(0), x)
+  graph = structure.trace(model.apply, variables, x)
+  cm = masks_lib.random(graph, jax.random.key(1), keep=0.5)
+  pm = graph.param_masks(cm)['params']
+  return variables['params'], pm
+
+
+OPTIMIZERS = {
+    'sgd_momentum_coupled_wd': optax.chain(
+        optax.add_decayed_weights(1e-2), optax.sgd(0.05, momentum=0.9)),
+    'nesterov': optax.sgd(0.05, momentum=0.9, nesterov=True),
+    'adam': optax.adam(1e-2),
+    'adamw': optax.adamw(1e-2, weight_decay=1e-2),
+}
+
+
+@pytest.mark.parametrize('name', sorted(OPTIMIZERS))
+def test_hard_masks_stay_exactly_zero_for_1000_steps(setup, name):
+  params, pm = setup
+  tx = jp_optax.masked(OPTIMIZERS[name], pm, mode='hard')
+  state = tx.init(params)
+
+  @jax.jit
+  def run(params, state, key):
+    def step(carry, k):
+      p, s = carry
+      grads = jax.tree.map(
+          lambda x: jax.random.normal(jax.random.fold_in(k, x.size), x.shape),
+          p)
+      u, s = tx.update(grads, s, p)
+      return (optax.apply_updates(p, u), s), None
+    return jax.lax.scan(step, (params, state), jax.random.split(key, 1000))[0]
+
+  p, s = run(params, state, jax.random.key(2))
+  pruned = jax.tree.map(lambda x, m: jnp.where(jnp.broadcast_to(m, x.shape),
+                                               0.0, x), p, pm)
+  assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(pruned))
+  kept = jax.tree.map(lambda x, m: jnp.where(jnp.broadcast_to(m, x.shape),
+                                             x, 0.0), p, pm)
+  assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(kept)) > 0
+  # Optimizer moments of pruned entries are zero as well.
+  inner = jp_optax.find_state(s).inner
+  zeros = optax.tree_utils.tree_map_params(
+      OPTIMIZERS[name], lambda v, m: jnp.where(jnp.broadcast_to(m, v.shape),
+                                               0.0, v), inner, pm,
+      transform_non_params=lambda v: jnp.zeros(()))
+  assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(zeros))
+
+
+def test_soft_mode_zeroes_at_events_and_regrows():
+  params = {'w': jnp.ones((4,))}
+  mask = {'w': jnp.array([True, False, True, False])}
+  tx = jp_optax.masked(optax.sgd(0.1), mask, mode='soft')
+  s = tx.init(params)
+  g = {'w': jnp.ones((4,))}
+  u, s = tx.update(g, s, params)  # First step: masks are fresh -> zero.
+  p = optax.apply_updates(params, u)
+  np.testing.assert_allclose(p['w'], [0.9, 0.0, 0.9, 0.0])
+  u, s = tx.update(g, s, p)  # No event: pruned weights get gradients.
+  p = optax.apply_updates(p, u)
+  np.testing.assert_allclose(p['w'], [0.8, -0.1, 0.8, -0.1], atol=1e-7)
+  s = jp_optax.set_masks(s, {'w': jnp.array([True, True, True, False])})
+  u, s = tx.update(g, s, p)
+  p = optax.apply_updates(p, u)
+  np.testing.assert_allclose(p['w'], [0.7, -0.2, 0.7, 0.0], atol=1e-7)
+
+
+def test_soft_reapply_every_step_keeps_moments():
+  params = {'w': jnp.ones((2,))}
+  tx = jp_optax.masked(optax.sgd(0.1, momentum=0.9),
+                       {'w': jnp.array([True, False])}, mode='soft',
+                       reapply='step')
+  s = tx.init(params)
+  p = params
+  for _ in range(3):
+    u, s = tx.update({'w': jnp.ones((2,))}, s, p)
+    p = optax.apply_updates(p, u)
+    assert float(p['w'][1]) == 0.0
+  trace = jp_optax.find_state(s).inner[0].trace['w']
+  assert float(trace[1]) == pytest.approx(1 + 0.9 + 0.81)
+
+
+def test_masked_forward_keeps_and_decays_weights():
+  params = {'w': jnp.array([1.0, 2.0])}
+  mask = {'w': jnp.array([True, False])}
+  tx = jp_optax.masked(optax.chain(optax.add_decayed_weights(0.5),
+                                   optax.sgd(0.1)), mask,
+                       mode='masked_forward')
+  s = tx.init(params)
+  loss = lambda p, s: jnp.sum(jp_optax.forward_params(p, s)['w'] ** 2)
+  g = jax.grad(loss)(params, s)
+  np.testing.assert_allclose(g['w'], [2.0, 0.0])
+  u, s = tx.update(g, s, params)
+  p = optax.apply_updates(params, u)
+  # Kept: 1 - 0.1 * (2 + 0.5); pruned: decays only, 2 - 0.1 * 0.5 * 2.
+  np.testing.assert_allclose(p['w'], [0.75, 1.9], rtol=1e-6)
+
+
+def test_prune_fn_runs_inside_jit_on_schedule():
+  params = {'w': jnp.arange(1.0, 5.0)}
+
+  def prune_fn(p, m, aux, count):
+    # Drop the smallest surviving weight at each event.
+    w = jnp.where(m['w'], jnp.abs(p['w']), jnp.inf)
+    return {'w': m['w'].at[jnp.argmin(w)].set(False)}, aux + 1
+
+  tx = jp_optax.masked(optax.sgd(0.0), {'w': jnp.ones(4, bool)},
+                       mode='hard', prune_fn=prune_fn, every=2, start=1,
+                       until=6, aux=jnp.zeros([], jnp.int32))
+  s = tx.init(params)
+  step = jax.jit(tx.update)
+  p = params
+  for _ in range(8):
+    u, s = step(jax.tree.map(jnp.zeros_like, p), s, p)
+    p = optax.apply_updates(p, u)
+  # Events at steps 1, 3, 5.
+  assert int(jp_optax.find_state(s).aux) == 3
+  np.testing.assert_array_equal(p['w'], [0.0, 0.0, 0.0, 4.0])
+
+
+def test_bad_mode():
+  with pytest.raises(ValueError, match="mode='sfp'; allowed: hard, soft"):
+    jp_optax.masked(optax.sgd(0.1), {}, mode='sfp')

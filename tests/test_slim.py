@@ -1,0 +1,190 @@
+"""Physical slimming equals masking, on the zoo and on custom models."""
+import functools
+import os
+
+import flax.linen as nn
+from hypothesis import given, settings, strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune import flops, masks as masks_lib, models, slim, structure
+
+ZOO = {
+    # name: (input shape, overrides) -- narrow widths keep the tests fast.
+    'resnet20': ((2, 8, 8, 3), {}),
+    'resnet20_b': ((2, 8, 8, 3), {'shortcut': 'B'}),
+    'resnet50': ((2, 32, 32, 3), {'stem_width': 16,
+                                  'stage_widths': (32, 48, 64, 80),
+                                  'block_widths': ((8, 12),) * 16}),
+    'resnet18': ((2, 32, 32, 3), {'stem_width': 16,
+                                  'stage_widths': (16, 24, 32, 40),
+                                  'block_widths': ((12,),) * 8}),
+    'mobilenet_v2': ((2, 32, 32, 3), {'hidden_widths': 24,
+                                      'block_out_widths': 16}),
+    'vit_micro': ((2, 8, 8, 3), {}),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def setup(key):
+  shape, overrides = ZOO[key]
+  name = key.split('_b')[0] if key.endswith('_b') else key
+  model = models.create(name, 10, **overrides)
+  x = jax.random.normal(jax.random.key(1), shape)
+  v = model.init(jax.random.key(0), x)
+  if 'batch_stats' in v:  # Non-trivial running statistics.
+    k = iter(jax.random.split(jax.random.key(5), 1000))
+    v = {**v, 'batch_stats': jax.tree.map(
+        lambda a: a * (1 + 0.2 * jax.random.uniform(next(k), a.shape))
+        + 0.05 * jax.random.normal(next(k), a.shape), v['batch_stats'])}
+  graph = structure.trace(model.apply, v, x, train=False)
+  return name, model, x, v, graph
+
+
+def close(a, b, tol=1e-4):
+  scale = max(float(jnp.abs(b).max()), 1e-6)
+  assert float(jnp.abs(a - b).max()) <= tol * scale
+
+
+@settings(max_examples=6, deadline=None)
+@given(key=st.sampled_from(sorted(ZOO)), seed=st.integers(0, 2**30),
+       keep=st.floats(0.1, 0.9))
+def test_slim_equals_masked_on_the_zoo(key, seed, keep):
+  name, model, x, v, g = setup(key)
+  cm = masks_lib.random(g, jax.random.key(seed), keep)
+  masked = masks_lib.apply(v, g.param_masks(cm))
+  ref = model.apply(masked, x, train=False)
+  sv, sf = slim.slim(model.apply, v, g, cm, x, train=False)
+  close(sf(sv, x), ref)
+  # Every variable shrank along each pruned axis.
+  for (_, _, leaf), s_leaf in zip(g.leaves, jax.tree.leaves(sv)):
+    assert np.size(s_leaf) <= np.size(leaf)
+  counts = flops.count(sf, sv, x)
+  assert g.macs(cm) == counts.macs
+  assert counts.params == sum(int(np.prod(np.shape(a))) for a in
+                              jax.tree.leaves(sv['params']))
+
+
+@pytest.mark.parametrize('key', sorted(ZOO))
+def test_slim_train_mode_batch_stats(key):
+  """apply_fn may be anything: here a train step that updates batch stats."""
+  name, model, x, v, _ = setup(key)
+  fn = lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
+                                rngs={'dropout': jax.random.key(0)})
+  g = structure.trace(fn, v, x)
+  cm = masks_lib.random(g, jax.random.key(3), 0.6)
+  ref_out, ref_vars = fn(masks_lib.apply(v, g.param_masks(cm)), x)
+  sv, sf = slim.slim(fn, v, g, cm, x)
+  out, new_vars = sf(sv, x)
+  close(out, ref_out)
+  if 'batch_stats' in v:
+    ref_stats = slim.slim_variables(g, {**v, **ref_vars}, cm)['batch_stats']
+    jax.tree.map(lambda a, b: close(a, b), new_vars['batch_stats'], ref_stats)
+
+
+@pytest.mark.parametrize('key', ['resnet20_b', 'resnet50', 'resnet18',
+                                 'mobilenet_v2', 'vit_micro'])
+def test_zoo_module_with_slim_widths(key):
+  name, model, x, v, g = setup(key)
+  # The zoo ViT has one head_dim, and its LayerNorms normalise over the kept
+  # width only, so for it only heads and MLP neurons are slimmed here.
+  allowed = [gr.name for gr in g.prunable if not name.startswith('vit') or (
+      gr.name.endswith('/attn/query') or gr.name.endswith('/fc1'))]
+  cm = masks_lib.random(g, jax.random.key(4), 0.5, groups=allowed)
+  sv, sf = slim.slim(model.apply, v, g, cm, x, train=False)
+  overrides = {**ZOO[key][1], **slim.zoo_overrides(name, sv['params'])}
+  small = models.create(name, 10, **overrides)
+  close(small.apply(sv, x, train=False), sf(sv, x))
+  # Params shapes agree exactly with a fresh init of the small module.
+  fresh = jax.eval_shape(lambda: small.init(jax.random.key(0), x))
+  assert jax.tree.map(np.shape, fresh) == jax.tree.map(np.shape, sv)
+
+
+def test_other_batch_sizes_retrace():
+  name, model, x, v, g = setup('resnet20')
+  cm = masks_lib.random(g, jax.random.key(7), 0.5)
+  sv, sf = slim.slim(model.apply, v, g, cm, x, train=False)
+  x5 = jax.random.normal(jax.random.key(8), (5, 8, 8, 3))
+  close(sf(sv, x5), model.apply(masks_lib.apply(v, g.param_masks(cm)), x5,
+                                train=False))
+  close(jax.jit(sf)(sv, x5), sf(sv, x5), 1e-5)
+
+
+def test_round_to_rounds_up():
+  _, model, x, v, g = setup('resnet20')
+  cm = {gr.name: jnp.arange(gr.size) < 3 for gr in g.prunable}
+  r = slim.round_masks(g, cm, 8)
+  assert all(int(m.sum()) == min(8, g.group(k).size) for k, m in r.items())
+  assert all(bool(m[:3].all()) for m in r.values())
+  scores = {k: np.arange(g.group(k).size)[::-1].astype(float) for k in cm}
+  assert all(bool(m[:8].all()) for m in slim.round_masks(g, cm, 8, scores).values())
+  sv, sf = slim.slim(model.apply, v, g, cm, x, round_to=4, train=False)
+  assert sv['params']['layer1_0']['conv1']['kernel'].shape[-1] == 4
+  close(sf(sv, x), model.apply(masks_lib.apply(v, g.param_masks(
+      slim.round_masks(g, cm, 4))), x, train=False))
+  with pytest.raises(ValueError, match='round_to=0'):
+    slim.round_masks(g, cm, 0)
+
+
+def test_unprunable_group_mask_is_refused():
+  _, model, x, v, g = setup('resnet20')
+  bad = [gr for gr in g.groups if not gr.prunable][0]
+  with pytest.raises(ValueError, match='not prunable'):
+    slim.slim(model.apply, v, g, {bad.name: np.zeros(bad.size, bool)}, x)
+
+
+class Custom(nn.Module):
+  """Someone else's model: concat, grouped conv, heads via reshape, scan."""
+
+  @nn.compact
+  def __call__(self, x):
+    a = nn.gelu(nn.Conv(6, (3, 3), name='a')(x))
+    b = nn.relu(nn.Conv(4, (1, 1), name='b')(x))
+    y = nn.relu(nn.Conv(6, (3, 3), name='c')(jnp.concatenate([a, b], -1)))
+    y = nn.Conv(10, (3, 3), feature_group_count=2, name='grouped')(y)
+    y = nn.LayerNorm(name='ln')(y)
+    t = y.reshape(y.shape[0], -1, 10)
+    qkv = nn.Dense(3 * 8, name='qkv')(t).reshape(t.shape[0], t.shape[1], 3, 2, 4)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    att = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k), -1)
+    o = jnp.einsum('bhqk,bkhd->bqhd', att, v).reshape(t.shape[0], t.shape[1], 8)
+    t = t + nn.Dense(10, name='proj')(o)
+
+    def body(c, _):
+      return c + nn.Dense(10, name='shared')(jnp.tanh(c)), None
+    t, _ = nn.scan(lambda m, c, _: body(c, _), variable_broadcast='params',
+                   split_rngs={'params': False}, length=2)(self, t, None)
+    return nn.Dense(3, name='head')(t.mean(1))
+
+
+def test_custom_model_slims_exactly():
+  model = Custom()
+  x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+  v = model.init(jax.random.key(1), x)
+  g = structure.trace(model.apply, v, x)
+  names = {gr.name for gr in g.prunable}
+  # a, b: concatenated; c's 6 outputs feed 2 conv groups of 3 channels, so
+  # they split into a group of 2 (whole conv groups) and one of 3 (the same
+  # channel in every conv group); qkv splits into 2 heads x 4 dims.
+  assert {'a', 'b', 'c@0', 'c@0:3', 'qkv@0', 'qkv@0:1'} <= names, names
+  assert (g.group('c@0').size, g.group('c@0:3').size) == (2, 3)
+  assert not g.group('a').residual and g.group('c@0').residual
+  for seed in range(4):
+    cm = masks_lib.random(g, jax.random.key(seed), 0.5)
+    ref = model.apply(masks_lib.apply(v, g.param_masks(cm)), x)
+    sv, sf = slim.slim(model.apply, v, g, cm, x)
+    close(sf(sv, x), ref)
+    assert g.macs(cm) == flops.count(sf, sv, x).macs
+
+
+def test_export_round_trip(tmp_path):
+  _, model, x, v, g = setup('resnet20')
+  cm = masks_lib.random(g, jax.random.key(9), 0.5)
+  sv, sf = slim.slim(model.apply, v, g, cm, x, train=False)
+  path = slim.export(sf, sv, x, path=str(tmp_path / 'exp'))
+  assert sorted(os.listdir(path)) == ['forward.jax_exported', 'meta.json',
+                                      'variables.msgpack']
+  call, loaded = slim.load_export(path)
+  close(call(loaded, x), sf(sv, x), 1e-6)
