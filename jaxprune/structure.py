@@ -888,9 +888,7 @@ class ChannelGraph:
         if bool(gr.producers) == bool(pass_):
           continue
         m = gr.producers[0] if gr.producers else gr.members[0]
-        base = '/'.join(m.path[:-1]) if len(m.path) > 1 else '/'.join(m.path)
-        if m.collection != 'params':
-          base = f'{m.collection}:{base}'
+        base = _base_name(m)
         if m in gr.index:
           base += f'@{_first(gr.index[m])}'
         cands = itertools.chain((base, f'{base}:{m.axis}'), (
@@ -1055,6 +1053,28 @@ class ChannelGraph:
         term = term * (int(eff(n)) if xp is np else eff(n))
       total = total + term
     return int(total) if xp is np else total
+
+
+LINEN_COLLECTIONS = ('batch_stats', 'cache', 'constants', 'intermediates')
+
+
+def _base_name(m: Member) -> str:
+  """'layer1_0/conv1' for ('params', ('layer1_0', 'conv1', 'kernel')).
+
+  Linen collections other than params become a prefix ('batch_stats:bn1');
+  nnx states (no collection level, leaves end in 'value') read as paths.
+  """
+  keys = list(m.path)
+  prefix = ''
+  if m.collection in LINEN_COLLECTIONS:
+    prefix = f'{m.collection}:'
+  elif m.collection and m.collection != 'params':
+    keys.insert(0, m.collection)
+  if len(keys) > 1 and keys[-1] == 'value':
+    keys.pop()
+  if len(keys) > 1:
+    keys.pop()  # The leaf: kernel, bias, scale, ...
+  return prefix + '/'.join(keys)
 
 
 def _first(idx) -> int:
