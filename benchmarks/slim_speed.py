@@ -3,8 +3,9 @@
   python benchmarks/slim_speed.py [--models=resnet56,resnet50]
 
 Each network loses ~56% of its MACs by pruning its block-internal groups
-(the channels REPrune prunes) to a width found by bisection on
-`ChannelGraph.macs`; the slimmed forward pass is `jaxprune.slim.slim`'s
+(the channels REPrune prunes) to the widest uniform width, rounded up to a
+multiple of 8, that removes at least that much (bisection on
+`ChannelGraph.macs`); the slimmed forward pass is `jaxprune.slim.slim`'s
 re-specialised jaxpr, jitted. For batch 1, 16 and 32 it prints the measured
 speedup and speedup / (dense MACs / slim MACs). The last line is
 `slim_speedup_over_mac_ratio_b32: <x>` (the worst model at batch 32; goal
@@ -51,7 +52,8 @@ def main(_):
         lo = mid
       else:
         hi = mid
-    m = slim.round_masks(graph, uniform_masks(graph, groups, hi),
+    # lo is the widest uniform keep fraction removing at least `reduction`.
+    m = slim.round_masks(graph, uniform_masks(graph, groups, lo),
                          FLAGS.round_to)
     pruned = graph.macs(m)
     mac_ratio = dense / pruned
