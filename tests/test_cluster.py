@@ -1,0 +1,80 @@
+"""jaxprune.cluster against scipy: identical linkage matrices and cuts."""
+from hypothesis import given, settings, strategies as st
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.cluster import hierarchy
+
+from jaxprune import cluster
+
+
+def same_partition(a, b) -> bool:
+  a, b = np.asarray(a), np.asarray(b)
+  return len(set(zip(a.tolist(), b.tolist()))) == len(set(a.tolist())) == len(
+      set(b.tolist()))
+
+
+def check(points, method):
+  """Z equals scipy's; every cut gives scipy's partition."""
+  points = np.asarray(points, np.float32)
+  z = np.asarray(cluster.linkage(jnp.asarray(points), method))
+  for b in range(points.shape[0]):
+    ref = hierarchy.linkage(points[b].astype(np.float64), method)
+    np.testing.assert_array_equal(z[b][:, [0, 1, 3]], ref[:, [0, 1, 3]])
+    np.testing.assert_allclose(z[b][:, 2], ref[:, 2], rtol=2e-5, atol=2e-6)
+    heights = z[b][:, 2]
+    cuts = np.asarray(cluster.cut(np.broadcast_to(z[b], (len(heights),) +
+                                                  z[b].shape), heights))
+    for k in range(len(heights)):
+      assert same_partition(cuts[k], hierarchy.fcluster(ref, ref[k, 2],
+                                                        'distance'))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 24), d=st.sampled_from([1, 2, 4, 9]),
+       method=st.sampled_from(cluster.METHODS), seed=st.integers(0, 10**6))
+def test_matches_scipy(n, d, method, seed):
+  rng = np.random.default_rng(seed)
+  check(rng.normal(size=(3, n, d)), method)
+
+
+@pytest.mark.parametrize('method', cluster.METHODS)
+@pytest.mark.parametrize('n,d', [(2, 1), (2, 3), (64, 9), (100, 1)])
+def test_shapes(method, n, d):
+  rng = np.random.default_rng(n * d)
+  check(rng.normal(size=(2, n, d)), method)
+
+
+@pytest.mark.parametrize('method', cluster.METHODS)
+def test_single_point_and_leading_dims(method):
+  assert cluster.linkage(jnp.ones((4, 5, 1, 3)), method).shape == (4, 5, 0, 4)
+  z = cluster.linkage(jnp.asarray(np.random.default_rng(0).normal(
+      size=(2, 3, 6, 2))), method)
+  assert z.shape == (2, 3, 5, 4)
+
+
+@pytest.mark.parametrize('method', cluster.METHODS)
+def test_duplicate_points(method):
+  x = np.array([[0.0], [0.0], [1.0], [5.0], [5.0], [5.0]], np.float32)
+  z = np.asarray(cluster.linkage(jnp.asarray(x[None]), method))[0]
+  ref = hierarchy.linkage(x.astype(np.float64), method)
+  np.testing.assert_allclose(z[:, 2], ref[:, 2], atol=1e-6)
+  np.testing.assert_array_equal(z[:, 3], ref[:, 3])
+  for h in (0.0, 0.5, 3.0, 10.0):
+    assert same_partition(cluster.cut(z, h),
+                          hierarchy.fcluster(ref, h, 'distance'))
+
+
+def test_hand_computed_ward():
+  # Points 0, 1, 10 on a line: merge (0, 1) at 1, then with 10 at
+  # sqrt(2 * 2 * 1 / 3) * 9.5.
+  z = np.asarray(cluster.linkage(jnp.array([[0.0], [1.0], [10.0]]), 'ward'))
+  np.testing.assert_allclose(z, [[0, 1, 1, 2],
+                                 [2, 3, np.sqrt(4 / 3) * 9.5, 3]], rtol=1e-6)
+  np.testing.assert_array_equal(cluster.cut(z, 1.0), [0, 0, 1])
+  np.testing.assert_array_equal(cluster.cut(z, 0.5), [0, 1, 2])
+
+
+def test_bad_method():
+  with pytest.raises(ValueError, match="method='median'; allowed: ward"):
+    cluster.linkage(jnp.zeros((3, 2)), 'median')
