@@ -5,7 +5,8 @@ Command:
 
 The digits dataset (1,797 8x8 images shipped with scikit-learn) is built
 into the TFDS data dir as ArrayRecord on first use and read with grain.
-Runtime and result: see the README table (measured on 2 CPU cores).
+Measured on 2 CPU cores (the command above): 35 s wall, 98.89% top-1 and
+100.0% top-5 on the 360 test images; 2,516,608 MACs, 269,434 params.
 """
 from jaxprune import config as config_lib
 

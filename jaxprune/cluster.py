@@ -100,7 +100,8 @@ def _nn_chain(x, method: str):
     # Prefer the previous chain element on ties: this guarantees progress.
     b = jnp.where((prev >= 0) & (row[jnp.maximum(prev, 0)] <= best), prev,
                   jnp.argmin(row))
-    merge = b == prev
+    done = s['k'] >= n - 1
+    merge = (b == prev) & ~done
     # Merge a and b into slot y = b; slot a is retired. The matrix is only
     # touched in rows/columns a and y (O(n) per step; a select over the whole
     # matrix would make the algorithm cubic).
@@ -119,12 +120,17 @@ def _nn_chain(x, method: str):
     return dict(
         d=dm, size=s['size'].at[y].set(jnp.where(merge, sx + sy, sy)),
         active=alive,
-        chain=jnp.where(merge, chain, chain.at[jnp.minimum(clen, n - 1)].set(b)),
-        clen=jnp.where(merge, clen - 2, clen + 1), k=k + merge,
+        chain=jnp.where(merge | done, chain,
+                        chain.at[jnp.minimum(clen, n - 1)].set(b)),
+        clen=jnp.where(done, s['clen'], jnp.where(merge, clen - 2, clen + 1)),
+        k=k + merge,
         ma=pick(s['ma'], xa), mb=pick(s['mb'], y), mh=pick(s['mh'], best),
         ms=pick(s['ms'], sx + sy))
 
-  s = jax.lax.while_loop(lambda s: s['k'] < n - 1, step, init)
+  # At most n - 1 merges and 2 (n - 1) pushes. A fixed trip count (finished
+  # steps are no-ops) matters under vmap: a while_loop with a batched
+  # predicate would select the whole O(n^2) state on every step.
+  s = jax.lax.fori_loop(0, 3 * (n - 1), lambda i, s: step(s), init)
   return _number(s['ma'], s['mb'], s['mb'], s['mh'], s['ms'], n)
 
 

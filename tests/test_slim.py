@@ -188,3 +188,28 @@ def test_export_round_trip(tmp_path):
                                       'variables.msgpack']
   call, loaded = slim.load_export(path)
   close(call(loaded, x), sf(sv, x), 1e-6)
+
+
+def test_remat_and_custom_vjp_are_followed():
+  @jax.custom_vjp
+  def scale(x):
+    return 2.0 * x
+  scale.defvjp(lambda x: (2.0 * x, None), lambda _, g: (2.0 * g,))
+
+  class Net(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      h = nn.remat(nn.Dense)(12, name='d1')(x)
+      h = scale(nn.relu(h))
+      return nn.Dense(3, name='d2')(h)
+
+  model = Net()
+  x = jax.random.normal(jax.random.key(0), (4, 5))
+  v = model.init(jax.random.key(1), x)
+  g = structure.trace(model.apply, v, x)
+  assert g.group('d1').prunable and g.group('d1').size == 12
+  cm = {'d1': jnp.arange(12) % 3 == 0}
+  sv, sf = slim.slim(model.apply, v, g, cm, x)
+  assert sv['params']['d2']['kernel'].shape == (4, 3)
+  close(sf(sv, x), model.apply(masks_lib.apply(v, g.param_masks(cm)), x))

@@ -60,7 +60,8 @@ def test_two_step_main_run_on_eight_devices_under_mock_data(tmp_path):
   code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
                        '--config.dataset=cifar10', '--config.batch_size=16',
                        '--config.eval_batch_size=16', '--config.num_epochs=1',
-                       '--config.log_every_steps=1', mock_examples=32)
+                       '--config.log_every_steps=1',
+                       '--config.half_precision=True', mock_examples=32)
   assert code == 0, out
   assert 'epoch 1/1 step 2/2' in out and 'steps/s' in out and 'ETA' in out
   with open(os.path.join(workdir, 'results.json')) as f:
