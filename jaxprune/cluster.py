@@ -76,18 +76,28 @@ def _number(slot_a, slot_b, slot_into, height, size, n):
 
 
 def _nn_chain(x, method: str):
-  """Linkage of one point set [n, d] by the nearest-neighbour chain."""
+  """Linkage of one point set [n, d] by the nearest-neighbour chain.
+
+  Only rows of the distance matrix are ever written (a strided column write
+  per step is several times slower on CPU): each row carries the step it
+  was written at, and the current d(a, k) sits in whichever of row a and
+  row k was written later.
+  """
   n = x.shape[0]
   big = jnp.inf
+  idx = jnp.arange(n)
   d = jnp.sqrt(jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, -1))
-  d = jnp.where(jnp.eye(n, dtype=bool), big, d)
   merges = jnp.zeros((n - 1,), jnp.int32)
-  init = dict(d=d, size=jnp.ones(n, jnp.float32), active=jnp.ones(n, bool),
-              chain=jnp.zeros(n, jnp.int32), clen=jnp.int32(0),
-              k=jnp.int32(0), ma=merges, mb=merges, mh=jnp.zeros(n - 1),
-              ms=jnp.zeros(n - 1))
+  init = dict(d=d, tw=jnp.zeros(n, jnp.int32), size=jnp.ones(n, jnp.float32),
+              active=jnp.ones(n, bool), chain=jnp.zeros(n, jnp.int32),
+              clen=jnp.int32(0), k=jnp.int32(0), ma=merges, mb=merges,
+              mh=jnp.zeros(n - 1), ms=jnp.zeros(n - 1))
 
-  def step(s):
+  def row_of(s, a):
+    fresh = jnp.where(s['tw'] > s['tw'][a], s['d'][:, a], s['d'][a])
+    return jnp.where(s['active'] & (idx != a), fresh, big)
+
+  def step(t, s):
     # Start a chain at the lowest active point when it is empty.
     first = jnp.argmax(s['active'])
     chain = jnp.where(s['clen'] == 0, s['chain'].at[0].set(first),
@@ -95,42 +105,37 @@ def _nn_chain(x, method: str):
     clen = jnp.maximum(s['clen'], 1)
     a = chain[clen - 1]
     prev = jnp.where(clen >= 2, chain[jnp.maximum(clen - 2, 0)], -1)
-    row = s['d'][a]
+    row = row_of(s, a)
     best = jnp.min(row)
     # Prefer the previous chain element on ties: this guarantees progress.
     b = jnp.where((prev >= 0) & (row[jnp.maximum(prev, 0)] <= best), prev,
                   jnp.argmin(row))
     done = s['k'] >= n - 1
     merge = (b == prev) & ~done
-    # Merge a and b into slot y = b; slot a is retired. The matrix is only
-    # touched in rows/columns a and y (O(n) per step; a select over the whole
-    # matrix would make the algorithm cubic).
+    # Merge a and b into slot y = b (the previous chain element); a retires.
     y, xa = b, a
+    row_y = row_of(s, y)
     sx, sy = s['size'][xa], s['size'][y]
     alive = s['active'].at[xa].set(jnp.where(merge, False, s['active'][xa]))
-    new = _update(method, s['d'][xa], s['d'][y], best, sx, sy, s['size'])
-    new = jnp.where(alive, new, big).at[y].set(big)
-    row_y = jnp.where(merge, new, s['d'][y])
-    row_x = jnp.where(merge, big, s['d'][xa])
-    dm = s['d'].at[y, :].set(row_y).at[:, y].set(row_y)
-    dm = dm.at[xa, :].set(row_x).at[:, xa].set(row_x)
+    new = _update(method, row, row_y, best, sx, sy, s['size'])
+    d = s['d'].at[y].set(jnp.where(merge, new, s['d'][y]))
     k = s['k']
     kk = jnp.minimum(k, n - 2)
     pick = lambda arr, v: arr.at[kk].set(jnp.where(merge, v, arr[kk]))
     return dict(
-        d=dm, size=s['size'].at[y].set(jnp.where(merge, sx + sy, sy)),
+        d=d, tw=s['tw'].at[y].set(jnp.where(merge, t + 1, s['tw'][y])),
+        size=s['size'].at[y].set(jnp.where(merge, sx + sy, sy)),
         active=alive,
         chain=jnp.where(merge | done, chain,
                         chain.at[jnp.minimum(clen, n - 1)].set(b)),
         clen=jnp.where(done, s['clen'], jnp.where(merge, clen - 2, clen + 1)),
-        k=k + merge,
-        ma=pick(s['ma'], xa), mb=pick(s['mb'], y), mh=pick(s['mh'], best),
-        ms=pick(s['ms'], sx + sy))
+        k=k + merge, ma=pick(s['ma'], xa), mb=pick(s['mb'], y),
+        mh=pick(s['mh'], best), ms=pick(s['ms'], sx + sy))
 
   # At most n - 1 merges and 2 (n - 1) pushes. A fixed trip count (finished
   # steps are no-ops) matters under vmap: a while_loop with a batched
   # predicate would select the whole O(n^2) state on every step.
-  s = jax.lax.fori_loop(0, 3 * (n - 1), lambda i, s: step(s), init)
+  s = jax.lax.fori_loop(0, 3 * (n - 1), step, init)
   return _number(s['ma'], s['mb'], s['mb'], s['mh'], s['ms'], n)
 
 
