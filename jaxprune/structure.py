@@ -920,7 +920,6 @@ class ChannelGraph:
           offset += s
       else:
         strides = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
-        grid = np.zeros([1], np.int64)
         for i, (p, s) in enumerate(zip(parts, sizes)):
           others = np.zeros([1], np.int64)
           for j, (sj, st) in enumerate(zip(sizes, strides)):
@@ -929,7 +928,6 @@ class ChannelGraph:
           for g, idx in self._expand(p):
             full = idx[:, :, None] * strides[i] + others[None, None, :]
             pieces[g].append(full.reshape(idx.shape[0], -1))
-        del grid
       out = [(g, np.concatenate(v, axis=1)) for g, v in pieces.items()]
     self._expand_cache[root] = out
     return out
