@@ -11,7 +11,6 @@ import math
 from typing import Any, Callable
 
 import jax
-from jax import core as jax_core
 from jax.extend import core as jex_core
 
 

@@ -231,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   first_epoch = start_step // steps_per_epoch
   carried_seconds = float(state.train_seconds)
   t0 = time.time()
-  window = {'loss': 0.0, 'correct': 0, 'n': 0, 't': time.time(), 's': 0}
+  window = {'t': time.time(), 's': 0}  # Start time and steps of the log window.
   for epoch in range(first_epoch, config.num_epochs):
     batches = data.train_batches(train_ds, spec, config.batch_size,
                                  config.seed, epoch, config.data_threads)
