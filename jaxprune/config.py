@@ -44,7 +44,29 @@ def base() -> ml_collections.ConfigDict:
   c.log_every_steps = 50  # Terminal/JSONL/TensorBoard logging interval.
   c.data_threads = 8  # grain reader threads per process.
   c.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  c.method = 'none'  # Pruning method: none (dense) | reprune.
+  c.reprune = reprune()  # REPrune settings (used when method='reprune').
   return c
+
+
+def reprune() -> ml_collections.ConfigDict:
+  """REPrune settings (methods.md section 1)."""
+  r = ml_collections.ConfigDict()
+  r.sparsity = 0.5  # Global channel sparsity s (ignored with a MACs target).
+  r.allocation = 'bn_gamma'  # Per-layer sparsity: bn_gamma (Eqs. 8-9) | uniform.
+  r.target_macs = 0.0  # MACs per example to reach by bisection on s; 0: off.
+  r.target_reduction = 0.0  # Or: fraction of MACs to remove; 0: off.
+  r.linkage = 'ward'  # Clustering: ward | single | complete | average.
+  r.tie_break = 'random'  # Greedy coverage ties: random | lowest_index.
+  r.delta0 = 0.25  # CHEX regrowth: initial extra density; 0 disables it.
+  r.every_epochs = 2  # Delta T: epochs between mask events.
+  r.until_epoch = 96  # T_prune: masks are frozen from this epoch on.
+  r.residual = False  # Also prune groups coupled to a residual add.
+  r.input_layer = False  # Also prune groups produced from the model input.
+  r.exclude = ''  # Regex of group names never pruned.
+  r.coverage_every_epochs = 1  # Log the cluster coverage rate; 0: off.
+  r.export = True  # Write the slimmed model to <workdir>/slim (jax.export).
+  return r
 
 
 def validate(config: ml_collections.ConfigDict,

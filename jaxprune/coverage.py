@@ -13,6 +13,14 @@ import jax.numpy as jnp
 TIE_BREAKS = ('lowest_index', 'random')
 
 
+def _check_tie_break(tie_break, key):
+  if tie_break not in TIE_BREAKS:
+    raise ValueError(f'tie_break={tie_break!r}; allowed: '
+                     f'{", ".join(TIE_BREAKS)}.')
+  if tie_break == 'random' and key is None:
+    raise ValueError("tie_break='random' needs a PRNG key.")
+
+
 @functools.partial(jax.jit, static_argnames=('keep', 'tie_break'))
 def greedy(labels: jax.Array, keep: int, tie_break: str = 'lowest_index',
            key: jax.Array | None = None) -> jax.Array:
@@ -29,34 +37,58 @@ def greedy(labels: jax.Array, keep: int, tie_break: str = 'lowest_index',
   Returns:
     bool `[n]`, True on the selected filters.
   """
-  if tie_break not in TIE_BREAKS:
-    raise ValueError(f'tie_break={tie_break!r}; allowed: '
-                     f'{", ".join(TIE_BREAKS)}.')
-  if tie_break == 'random' and key is None:
-    raise ValueError("tie_break='random' needs a PRNG key.")
+  _check_tie_break(tie_break, key)
   labels = jnp.asarray(labels, jnp.int32)
-  c_in, n = labels.shape
+  n = labels.shape[1]
   if not 0 <= keep <= n:
     raise ValueError(f'keep={keep}; allowed: 0 <= keep <= {n}.')
-  rows = jnp.arange(c_in)[:, None]
-  keys = (jax.random.split(key, max(keep, 1)) if tie_break == 'random' else
-          None)
+  return greedy_batch(labels[None], jnp.full((1,), keep), tie_break, key)[0]
+
+
+@functools.partial(jax.jit, static_argnames=('tie_break',))
+def greedy_batch(labels: jax.Array, keep: jax.Array,
+                 tie_break: str = 'lowest_index',
+                 key: jax.Array | None = None) -> jax.Array:
+  """`greedy` for a batch of layers of equal shape, with traced `keep`.
+
+  Args:
+    labels: int `[L, C_in, n]`.
+    keep: int `[L]`, filters to select per layer (clipped to 0..n).
+    tie_break: as in `greedy`.
+    key: PRNG key for 'random'.
+
+  Returns:
+    bool `[L, n]`. The loop runs max(keep) steps for the whole batch; a
+    layer stops selecting once it has its `keep` filters.
+  """
+  _check_tie_break(tie_break, key)
+  labels = jnp.asarray(labels, jnp.int32)
+  num, c_in, n = labels.shape
+  keep = jnp.clip(jnp.asarray(keep, jnp.int32), 0, n)
+  lay = jnp.arange(num)[:, None]
+  rows = jnp.arange(c_in)[None, :]
 
   def body(t, carry):
     covered, selected = carry
     # gain_i = #{j : (j, labels[j, i]) not yet covered}.
-    gain = jnp.sum(~covered[rows, labels], axis=0).astype(jnp.float32)
+    hit = jnp.take_along_axis(covered, labels, axis=2)
+    gain = jnp.sum(~hit, axis=1).astype(jnp.float32)
     gain = jnp.where(selected, -1.0, gain)
-    if keys is not None:
+    if tie_break == 'random':
       # Uniform in [0, 1) never reorders different integer gains.
-      gain = gain + jax.random.uniform(keys[t], (n,), maxval=0.999)
-    i = jnp.argmax(gain)
-    covered = covered.at[jnp.arange(c_in), labels[:, i]].set(True)
-    return covered, selected.at[i].set(True)
+      gain = gain + jax.random.uniform(jax.random.fold_in(key, t), (num, n),
+                                       maxval=0.999)
+    i = jnp.argmax(gain, axis=1)
+    active = t < keep
+    cols = jnp.take_along_axis(labels, i[:, None, None], axis=2)[..., 0]
+    covered = covered.at[lay, rows, cols].max(active[:, None])
+    selected = selected.at[jnp.arange(num), i].max(active)
+    return covered, selected
 
-  covered = jnp.zeros((c_in, n), bool)
-  selected = jnp.zeros((n,), bool)
-  return jax.lax.fori_loop(0, keep, body, (covered, selected))[1]
+  covered = jnp.zeros((num, c_in, n), bool)
+  selected = jnp.zeros((num, n), bool)
+  return jax.lax.fori_loop(0, jnp.max(keep, initial=0), body,
+                           (covered, selected))[1]
 
 
 def coverage_rate(labels: jax.Array, selected: jax.Array) -> jax.Array:

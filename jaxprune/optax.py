@@ -62,7 +62,8 @@ def masked(inner: optax.GradientTransformation, masks: Any, mode: str = 'hard',
     every: steps between mask events (with `prune_fn`).
     start: first event step.
     until: no events from this step on (masks frozen).
-    aux: initial auxiliary state for `prune_fn`.
+    aux: initial auxiliary state for `prune_fn` (a pytree, or a function
+      `params -> aux`, e.g. to keep a copy of the weights).
     reapply: 'event' (zero pruned weights at mask events) or 'step' (after
       every step); used by 'soft' mode.
 
@@ -79,7 +80,8 @@ def masked(inner: optax.GradientTransformation, masks: Any, mode: str = 'hard',
   def init_fn(params):
     m = masks(params) if callable(masks) else masks
     m = jax.tree.map(lambda x: jnp.asarray(x, bool), m)
-    return MaskedState(inner.init(params), m, aux, jnp.zeros([], jnp.int32),
+    a = aux(params) if callable(aux) else aux
+    return MaskedState(inner.init(params), m, a, jnp.zeros([], jnp.int32),
                        jnp.ones([], bool))
 
   def is_event(count):

@@ -21,7 +21,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxprune import checkpoint, data, flops, models, optim, writers
+from jaxprune import checkpoint, data, flops, methods, models, optim, slim
+from jaxprune import structure, writers
 from jaxprune import config as config_lib
 from jaxprune.errors import JaxpruneError
 
@@ -143,6 +144,59 @@ def evaluate(apply_fn, variables, ds, spec, config, mesh) -> dict[str, float]:
           'top5': 100.0 * int(totals['top5']) / n}
 
 
+def make_pruner(config, model, shape):
+  """(pruner, channel graph) of `config.method`; (None, None) when dense."""
+  if config.method not in methods.METHODS:
+    raise JaxpruneError(f'method={config.method!r}; allowed: '
+                        f'{", ".join(methods.METHODS)}.')
+  if config.method == 'none':
+    return None, None
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  abstract = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros(shape, jnp.float32), train=False))
+  graph = structure.trace(model.apply, abstract, x, train=False)
+  pruner = methods.create(config, graph, abstract['params'],
+                          config.num_epochs, logging.info)
+  return pruner, graph
+
+
+def slim_and_evaluate(model, graph, channel_masks, variables, dense_counts,
+                      shape, test_ds, spec, config, mesh, workdir):
+  """Slims the pruned network, evaluates it and returns the results fields.
+
+  Returns:
+    dense_macs, pruned_macs, flops_reduction, dense_params, pruned_params,
+    params_reduction, widths (kept/total per pruned group) and the slimmed
+    network's slim_top1/slim_top5.
+  """
+  variables = jax.device_get(variables)
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  slim_vars, slim_apply = slim.slim(model.apply, variables, graph,
+                                    channel_masks, x, train=False)
+  counts = flops.count(slim_apply, slim_vars, x)
+  ev = evaluate(lambda v, x, train=False: slim_apply(v, x), slim_vars,
+                test_ds, spec, config, mesh)
+  logging.info('slimmed network: %s MACs (%.2f%% removed), %s params '
+               '(%.2f%% removed); test top1 %.2f%% top5 %.2f%%',
+               f'{counts.macs:,}', 100 * (1 - counts.macs / dense_counts.macs),
+               f'{counts.params:,}',
+               100 * (1 - counts.params / dense_counts.params), ev['top1'],
+               ev['top5'])
+  if config.reprune.export and jax.process_index() == 0:
+    path = slim.export(slim_apply, slim_vars, jnp.zeros(shape, jnp.float32),
+                       path=os.path.join(workdir, 'slim'))
+    logging.info('slimmed network exported to %s', path)
+  return {
+      'dense_macs': dense_counts.macs, 'pruned_macs': counts.macs,
+      'flops_reduction': 1 - counts.macs / dense_counts.macs,
+      'dense_params': dense_counts.params, 'pruned_params': counts.params,
+      'params_reduction': 1 - counts.params / dense_counts.params,
+      'widths': {g: [int(np.sum(m)), int(np.size(m))]
+                 for g, m in channel_masks.items()},
+      'slim_top1': ev['top1'], 'slim_top5': ev['top5'],
+  }
+
+
 def _fmt_time(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
@@ -191,6 +245,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # ---- Model, optimizer and state ------------------------------------------
   tx, schedule = optim.create(config, steps_per_epoch)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
+  pruner, graph = make_pruner(config, model, shape)
+  if pruner is not None:
+    tx = pruner.wrap(tx)
 
   def init(rng):
     variables = model.init(rng, jnp.zeros(shape, jnp.float32), train=False)
@@ -232,7 +289,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   carried_seconds = float(state.train_seconds)
   t0 = time.time()
   window = {'t': time.time(), 's': 0}  # Start time and steps of the log window.
+  prune_key = jax.random.key(config.seed + 2)
   for epoch in range(first_epoch, config.num_epochs):
+    if pruner is not None and pruner.is_event(epoch):
+      params, opt_state, info = pruner.event(
+          state.params, state.opt_state, epoch,
+          jax.random.fold_in(prune_key, epoch))
+      state = state.replace(params=params, opt_state=opt_state)
+      writer.write(int(state.step), 'prune', epoch=epoch, **info)
     batches = data.train_batches(train_ds, spec, config.batch_size,
                                  config.seed, epoch, config.data_threads)
     acc_metrics = None
@@ -261,6 +325,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                      steps_per_second=rate, learning_rate=float(schedule(step)))
         window.update(t=time.time(), s=0)
     last = epoch + 1 == config.num_epochs
+    if pruner is not None:
+      info = pruner.epoch_end(state.params, state.opt_state, epoch)
+      if info:
+        logging.info('epoch %d %s', epoch + 1, ' '.join(
+            f'{k} {v:.4f}' for k, v in info.items()))
+        writer.write(int(state.step), 'coverage', epoch=epoch + 1, **info)
     if val_ds is not None and ((epoch + 1) % config.eval_every_epochs == 0
                                or last):
       ev = evaluate(model.apply, {'params': state.params,
@@ -283,6 +353,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   ev = evaluate(model.apply, variables, test_ds, spec, config, mesh)
   logging.info('test top1 %.2f%% top5 %.2f%%', ev['top1'], ev['top5'])
   writer.write(int(state.step), 'test', **ev)
+  pruned = {}
+  if pruner is not None:
+    pruned = slim_and_evaluate(model, graph, pruner.channel_masks(
+        state.opt_state), variables, counts, shape, test_ds, spec, config,
+                               mesh, workdir)
+    writer.write(int(state.step), 'slim_test', top1=pruned['slim_top1'],
+                 top5=pruned['slim_top5'])
   writer.close()
   results = {
       'dataset': config.dataset, 'model': config.model,
@@ -292,6 +369,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       'steps': int(state.step), 'epochs': config.num_epochs,
       'devices': jax.device_count(),
       'config': json.loads(config.to_json_best_effort()),
+      **pruned,
   }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
