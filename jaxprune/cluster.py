@@ -66,36 +66,38 @@ def _number(slot_a, slot_b, slot_into, height, size, n):
     k = order[i]
     a, b = cid[slot_a[k]], cid[slot_b[k]]
     row = jnp.stack([jnp.minimum(a, b), jnp.maximum(a, b), 0, 0]).astype(
-        jnp.float32)
+        height.dtype)
     row = row.at[2].set(height[k]).at[3].set(size[k])
     cid = cid.at[slot_into[k]].set(n + i)
     return cid, z.at[i].set(row)
 
-  z = jnp.zeros((n - 1, 4), jnp.float32)
+  z = jnp.zeros((n - 1, 4), height.dtype)
   return jax.lax.fori_loop(0, n - 1, body, (jnp.arange(n), z))[1]
 
 
-def _nn_chain(x, method: str):
-  """Linkage of one point set [n, d] by the nearest-neighbour chain.
+def _chain(n, state, row_of, merge_into):
+  """The nearest-neighbour chain over any cluster representation.
 
-  Only rows of the distance matrix are ever written (a strided column write
-  per step is several times slower on CPU): each row carries the step it
-  was written at, and the current d(a, k) sits in whichever of row a and
-  row k was written later.
+  Args:
+    n: number of points.
+    state: dict of per-cluster arrays (the representation's state).
+    row_of: `(state, a) -> [n]` distances from cluster a (any values at
+      inactive clusters and at a; they are masked here).
+    merge_into: `(state, xa, y, row, best, t) -> state`, merging cluster xa
+      into slot y (xa retires) at step t.
+
+  Returns:
+    The merges as (slot_a, slot_b, height, size) arrays of length n - 1,
+    in the order found; `height` is whatever `row_of` measures.
   """
-  n = x.shape[0]
   big = jnp.inf
   idx = jnp.arange(n)
-  d = jnp.sqrt(jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, -1))
   merges = jnp.zeros((n - 1,), jnp.int32)
-  init = dict(d=d, tw=jnp.zeros(n, jnp.int32), size=jnp.ones(n, jnp.float32),
+  dtype = jax.tree.leaves(state)[0].dtype
+  init = dict(st=state, size=jnp.ones(n, dtype),
               active=jnp.ones(n, bool), chain=jnp.zeros(n, jnp.int32),
               clen=jnp.int32(0), k=jnp.int32(0), ma=merges, mb=merges,
-              mh=jnp.zeros(n - 1), ms=jnp.zeros(n - 1))
-
-  def row_of(s, a):
-    fresh = jnp.where(s['tw'] > s['tw'][a], s['d'][:, a], s['d'][a])
-    return jnp.where(s['active'] & (idx != a), fresh, big)
+              mh=jnp.zeros(n - 1, dtype), ms=jnp.zeros(n - 1, dtype))
 
   def step(t, s):
     # Start a chain at the lowest active point when it is empty.
@@ -105,7 +107,7 @@ def _nn_chain(x, method: str):
     clen = jnp.maximum(s['clen'], 1)
     a = chain[clen - 1]
     prev = jnp.where(clen >= 2, chain[jnp.maximum(clen - 2, 0)], -1)
-    row = row_of(s, a)
+    row = jnp.where(s['active'] & (idx != a), row_of(s, a), big)
     best = jnp.min(row)
     # Prefer the previous chain element on ties: this guarantees progress.
     b = jnp.where((prev >= 0) & (row[jnp.maximum(prev, 0)] <= best), prev,
@@ -114,18 +116,17 @@ def _nn_chain(x, method: str):
     merge = (b == prev) & ~done
     # Merge a and b into slot y = b (the previous chain element); a retires.
     y, xa = b, a
-    row_y = row_of(s, y)
     sx, sy = s['size'][xa], s['size'][y]
-    alive = s['active'].at[xa].set(jnp.where(merge, False, s['active'][xa]))
-    new = _update(method, row, row_y, best, sx, sy, s['size'])
-    d = s['d'].at[y].set(jnp.where(merge, new, s['d'][y]))
+    merged = merge_into(s, xa, y, row, best, t)
+    st = jax.tree.map(lambda new, old: jnp.where(merge, new, old), merged,
+                      s['st'])
     k = s['k']
     kk = jnp.minimum(k, n - 2)
     pick = lambda arr, v: arr.at[kk].set(jnp.where(merge, v, arr[kk]))
     return dict(
-        d=d, tw=s['tw'].at[y].set(jnp.where(merge, t + 1, s['tw'][y])),
-        size=s['size'].at[y].set(jnp.where(merge, sx + sy, sy)),
-        active=alive,
+        st=st, size=s['size'].at[y].set(jnp.where(merge, sx + sy, sy)),
+        active=s['active'].at[xa].set(jnp.where(merge, False,
+                                                s['active'][xa])),
         chain=jnp.where(merge | done, chain,
                         chain.at[jnp.minimum(clen, n - 1)].set(b)),
         clen=jnp.where(done, s['clen'], jnp.where(merge, clen - 2, clen + 1)),
@@ -134,9 +135,60 @@ def _nn_chain(x, method: str):
 
   # At most n - 1 merges and 2 (n - 1) pushes. A fixed trip count (finished
   # steps are no-ops) matters under vmap: a while_loop with a batched
-  # predicate would select the whole O(n^2) state on every step.
+  # predicate would select the whole state on every step.
   s = jax.lax.fori_loop(0, 3 * (n - 1), step, init)
-  return _number(s['ma'], s['mb'], s['mb'], s['mh'], s['ms'], n)
+  return s['ma'], s['mb'], s['mh'], s['ms']
+
+
+def _nn_chain(x, method: str):
+  """Linkage of one point set [n, d] by the nearest-neighbour chain.
+
+  Lance-Williams updates of the distance matrix. Only rows of the matrix
+  are ever written (a strided column write per step is several times slower
+  on CPU): each row carries the step it was written at, and the current
+  d(a, k) sits in whichever of row a and row k was written later.
+  """
+  n = x.shape[0]
+  d = jnp.sqrt(jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, -1))
+
+  def row_of(s, a):
+    st = s['st']
+    return jnp.where(st['tw'] > st['tw'][a], st['d'][:, a], st['d'][a])
+
+  def merge_into(s, xa, y, row, best, t):
+    st = s['st']
+    new = _update(method, row, row_of(s, y), best, s['size'][xa],
+                  s['size'][y], s['size'])
+    return dict(d=st['d'].at[y].set(new), tw=st['tw'].at[y].set(t + 1))
+
+  ma, mb, mh, ms = _chain(n, dict(d=d, tw=jnp.zeros(n, jnp.int32)), row_of,
+                          merge_into)
+  return _number(ma, mb, mb, mh, ms, n)
+
+
+def _nn_chain_ward(x):
+  """Ward linkage by the nearest-neighbour chain over centroids.
+
+  The Ward distance needs only cluster sizes and centroids: d(A, B)^2 =
+  2 |A||B| / (|A| + |B|) ||m_A - m_B||^2. Keeping centroids ([d, n], O(nd)
+  memory) in place of the distance matrix makes each step one pass over
+  the centroids, with no O(n^2) state.
+  """
+  n = x.shape[0]
+
+  def row_of(s, a):
+    c = s['st']['c']
+    diff2 = jnp.sum((c - c[:, a][:, None]) ** 2, axis=0)
+    sa, size = s['size'][a], s['size']
+    return 2 * sa * size / (sa + size) * diff2  # Squared height.
+
+  def merge_into(s, xa, y, row, best, t):
+    c = s['st']['c']
+    sx, sy = s['size'][xa], s['size'][y]
+    return dict(c=c.at[:, y].set((sx * c[:, xa] + sy * c[:, y]) / (sx + sy)))
+
+  ma, mb, mh, ms = _chain(n, dict(c=x.T), row_of, merge_into)
+  return _number(ma, mb, mb, jnp.sqrt(mh), ms, n)
 
 
 def _linkage_1d(x, method: str):
@@ -163,7 +215,7 @@ def _linkage_1d(x, method: str):
             nxt=pos + 1, prv=pos - 1, cid=order.astype(jnp.int32))
   st['dist'] = jnp.where(pos < n - 1, gap(pos, jnp.minimum(pos + 1, n - 1),
                                           st), big)
-  z = jnp.zeros((n - 1, 4), jnp.float32)
+  z = jnp.zeros((n - 1, 4), x.dtype)
 
   def body(k, carry):
     st, z = carry
@@ -172,10 +224,8 @@ def _linkage_1d(x, method: str):
     h = st['dist'][s]
     a, b = st['cid'][s], st['cid'][t]
     size = st['size'][s] + st['size'][t]
-    z = z.at[k].set(jnp.stack([jnp.minimum(a, b).astype(jnp.float32),
-                               jnp.maximum(a, b).astype(jnp.float32),
-                               h.astype(jnp.float32),
-                               size.astype(jnp.float32)]))
+    z = z.at[k].set(jnp.stack([jnp.minimum(a, b), jnp.maximum(a, b), h,
+                               size]).astype(z.dtype))
     u = st['nxt'][t]  # The interval after the merged one (n if none).
     st = dict(st, hi=st['hi'].at[s].set(st['hi'][t]),
               sum=st['sum'].at[s].add(st['sum'][t]),
@@ -205,19 +255,25 @@ def linkage(points: jax.Array, method: str = 'ward') -> jax.Array:
     method: 'ward', 'single', 'complete' or 'average'.
 
   Returns:
-    float32 `[..., n - 1, 4]` linkage matrices in scipy's format (module
+    `[..., n - 1, 4]` linkage matrices in scipy's format (module
     docstring); `[..., 0, 4]` for n = 1.
   """
   _check_method(method)
-  points = jnp.asarray(points, jnp.float32)
+  points = jnp.asarray(points)
+  # float64 input (with x64 enabled, e.g. inside `jax.enable_x64(True)`)
+  # is clustered in float64, as scipy does; anything else in float32.
+  dtype = jnp.float64 if points.dtype == jnp.float64 else jnp.float32
+  points = points.astype(dtype)
   if points.ndim == 1:
     points = points[:, None]
   *batch, n, d = points.shape
   if n <= 1:
-    return jnp.zeros((*batch, 0, 4), jnp.float32)
+    return jnp.zeros((*batch, 0, 4), dtype)
   flat = points.reshape((-1, n, d))
   if d == 1:
     z = jax.vmap(lambda p: _linkage_1d(p[:, 0], method))(flat)
+  elif method == 'ward':
+    z = jax.vmap(_nn_chain_ward)(flat)
   else:
     z = jax.vmap(lambda p: _nn_chain(p, method))(flat)
   return z.reshape((*batch, n - 1, 4))
@@ -249,8 +305,9 @@ def _cut_one(z, h):
   kids = z[:, :2].astype(jnp.int32)
   applied = z[:, 2] <= h
   parent = jnp.full((2 * n - 1,), -1, jnp.int32)
-  parent = parent.at[kids[:, 0]].set(n + jnp.arange(m))
-  parent = parent.at[kids[:, 1]].set(n + jnp.arange(m))
+  ids = n + jnp.arange(m, dtype=jnp.int32)
+  parent = parent.at[kids[:, 0]].set(ids)
+  parent = parent.at[kids[:, 1]].set(ids)
 
   # Parents have larger ids than children: resolve from the root down.
   def body(i, top):
@@ -259,7 +316,8 @@ def _cut_one(z, h):
     up = (p >= 0) & applied[jnp.maximum(p - n, 0)]
     return top.at[node].set(jnp.where(up, top[jnp.maximum(p, 0)], node))
 
-  top = jax.lax.fori_loop(0, 2 * n - 1, body, jnp.arange(2 * n - 1))[:n]
+  top = jax.lax.fori_loop(0, 2 * n - 1, body,
+                          jnp.arange(2 * n - 1, dtype=jnp.int32))[:n]
   first = jax.ops.segment_min(jnp.arange(n), top, num_segments=2 * n - 1)
   is_first = first[top] == jnp.arange(n)
   return (jnp.cumsum(is_first) - 1)[first[top]].astype(jnp.int32)

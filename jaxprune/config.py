@@ -115,3 +115,15 @@ def cifar_resnet_recipe(c: ml_collections.ConfigDict) -> None:
   c.weight_decay = 5e-4  # Coupled L2.
   c.schedule = 'cosine'  # Cosine to 0.
   c.log_every_steps = 100  # Progress lines.
+
+
+def reprune_schedule(c: ml_collections.ConfigDict, until_epoch: int,
+                     every_epochs: int = 2) -> None:
+  """REPrune from scratch with CHEX regrowth (methods.md 1.4)."""
+  c.method = 'reprune'  # Prune while training from scratch.
+  c.reprune.allocation = 'bn_gamma'  # Eqs. 8-9 (with bisection for targets).
+  c.reprune.linkage = 'ward'  # The paper's clustering.
+  c.reprune.tie_break = 'random'  # The paper's greedy tie-break.
+  c.reprune.delta0 = 0.25  # CHEX: 0.2-0.3.
+  c.reprune.every_epochs = every_epochs  # Delta T.
+  c.reprune.until_epoch = until_epoch  # T_prune.

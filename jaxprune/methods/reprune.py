@@ -214,10 +214,17 @@ def select(params: Any, lays: list[Layer], pruned: dict[str, Any],
         [jnp.asarray(given[lays[i].group], bool) for i in members])
     counts = ([pruned[lays[i].group] for i in members] if fixed is None else
               shape[1] - fixed.sum(1))
-    keep, rate = select_batch(
-        jnp.stack([points[i] for i in members]),
-        jnp.asarray(counts, jnp.int32), k, method=method,
-        tie_break=tie_break, given=fixed)
+    # 1-D points (1x1 convs) are clustered in float64, as scipy does: their
+    # cluster means sit close together relative to their magnitude, and
+    # float32 rounding would reorder near-equal merges. It costs nothing
+    # extra on the 1-D path.
+    wide = shape[-1] == 1
+    with jax.enable_x64(wide):
+      keep, rate = select_batch(
+          jnp.stack([points[i] for i in members]).astype(
+              jnp.float64 if wide else jnp.float32),
+          jnp.asarray(counts, jnp.int32), k, method=method,
+          tie_break=tie_break, given=fixed)
     for row, i in enumerate(members):
       masks[lays[i].group] = keep[row]
       rates[lays[i].group] = rate[row]
@@ -308,7 +315,7 @@ def macs_of_counts(graph: structure.ChannelGraph, lays: list[Layer],
 
 def search(graph: structure.ChannelGraph, lays: list[Layer],
            counts_fn: Callable[[float], dict[str, int]], target_macs: float,
-           iters: int = 40, tol: float = 0.005
+           iters: int = 40, tol: float = 0.005, refine: bool = True
            ) -> tuple[float, dict[str, int], int]:
   """Bisection on the global sparsity until the MACs reach `target_macs`.
 
@@ -321,6 +328,7 @@ def search(graph: structure.ChannelGraph, lays: list[Layer],
     tol: relative tolerance; when the bisection ends more than `tol` below
       the target (coarse layers), channels are given back one at a time
       while the MACs stay at most the target.
+    refine: whether to give channels back as just said.
 
   Returns:
     (sparsity, counts, macs): the smallest sparsity found whose MACs are at
@@ -337,7 +345,7 @@ def search(graph: structure.ChannelGraph, lays: list[Layer],
       lo = mid
   s, counts = best
   macs = macs_of_counts(graph, lays, counts)
-  if macs < (1 - tol) * target_macs:
+  if refine and macs < (1 - tol) * target_macs:
     counts, macs = _refine(graph, lays, counts, target_macs)
   return s, counts, macs
 
@@ -537,10 +545,13 @@ class Pruner:
     fn = self._counts_fn(params, allocation)
     if self.target is None:
       return self.cfg.sparsity, fn(self.cfg.sparsity), fn, allocation
-    s, counts, macs = search(self.graph, self.lays, fn, self.target)
-    if allocation != 'uniform' and abs(macs / self.target - 1) > 0.005:
-      # Tied |gamma| (e.g. at initialisation) cannot reach the target.
+    s, counts, macs = search(self.graph, self.lays, fn, self.target,
+                             refine=False)
+    if allocation != 'uniform' and abs(macs / self.target - 1) > 0.05:
+      # Tied |gamma| (e.g. all 1 at initialisation) rank no channels.
       return self._sparsity(params, 'uniform')
+    if macs < 0.995 * self.target:
+      counts, macs = _refine(self.graph, self.lays, counts, self.target)
     return s, counts, fn, allocation
 
   def event(self, params, opt_state, epoch: int, key: jax.Array):
