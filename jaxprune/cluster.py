@@ -75,33 +75,35 @@ def _number(slot_a, slot_b, slot_into, height, size, n):
   return jax.lax.fori_loop(0, n - 1, body, (jnp.arange(n), z))[1]
 
 
-def _chain(n, state, row_of, merge_into):
-  """The nearest-neighbour chain over any cluster representation.
+def _chain(n, states, row_of, merge_into):
+  """The nearest-neighbour chain over any cluster representation, batched.
 
   Args:
     n: number of points.
-    state: dict of per-cluster arrays (the representation's state).
+    states: dict of per-cluster arrays (the representation's state), with
+      a leading batch axis.
     row_of: `(state, a) -> [n]` distances from cluster a (any values at
       inactive clusters and at a; they are masked here).
     merge_into: `(state, xa, y, row, best, t) -> state`, merging cluster xa
       into slot y (xa retires) at step t.
 
   Returns:
-    The merges as (slot_a, slot_b, height, size) arrays of length n - 1,
+    The merges as (slot_a, slot_b, height, size) arrays `[batch, n - 1]`,
     in the order found; `height` is whatever `row_of` measures.
   """
   big = jnp.inf
   idx = jnp.arange(n)
   merges = jnp.zeros((n - 1,), jnp.int32)
-  dtype = jax.tree.leaves(state)[0].dtype
-  init = dict(st=state, size=jnp.ones(n, dtype),
-              active=jnp.ones(n, bool), chain=jnp.zeros(n, jnp.int32),
-              clen=jnp.int32(0), k=jnp.int32(0), ma=merges, mb=merges,
-              mh=jnp.zeros(n - 1, dtype), ms=jnp.zeros(n - 1, dtype))
+  dtype = jax.tree.leaves(states)[0].dtype
+  init = jax.vmap(lambda state: dict(
+      st=state, size=jnp.ones(n, dtype), active=jnp.ones(n, bool),
+      chain=jnp.zeros(n, jnp.int32), clen=jnp.int32(0), k=jnp.int32(0),
+      ma=merges, mb=merges, mh=jnp.zeros(n - 1, dtype),
+      ms=jnp.zeros(n - 1, dtype)))(states)
 
   def step(t, s):
     # Start a chain at the lowest active point when it is empty.
-    first = jnp.argmax(s['active'])
+    first = jnp.argmax(s['active']).astype(jnp.int32)
     chain = jnp.where(s['clen'] == 0, s['chain'].at[0].set(first),
                       s['chain'])
     clen = jnp.maximum(s['clen'], 1)
@@ -111,7 +113,7 @@ def _chain(n, state, row_of, merge_into):
     best = jnp.min(row)
     # Prefer the previous chain element on ties: this guarantees progress.
     b = jnp.where((prev >= 0) & (row[jnp.maximum(prev, 0)] <= best), prev,
-                  jnp.argmin(row))
+                  jnp.argmin(row).astype(jnp.int32))
     done = s['k'] >= n - 1
     merge = (b == prev) & ~done
     # Merge a and b into slot y = b (the previous chain element); a retires.
@@ -133,23 +135,27 @@ def _chain(n, state, row_of, merge_into):
         k=k + merge, ma=pick(s['ma'], xa), mb=pick(s['mb'], y),
         mh=pick(s['mh'], best), ms=pick(s['ms'], sx + sy))
 
-  # At most n - 1 merges and 2 (n - 1) pushes. A fixed trip count (finished
-  # steps are no-ops) matters under vmap: a while_loop with a batched
-  # predicate would select the whole state on every step.
-  s = jax.lax.fori_loop(0, 3 * (n - 1), step, init)
+  # At most n - 1 merges and 2 (n - 1) pushes per point set. The loop runs
+  # outside vmap until every set is done (finished sets step as no-ops): a
+  # while_loop under vmap would have a batched predicate and select the
+  # whole state on every step.
+  _, s = jax.lax.while_loop(
+      lambda c: jnp.any(c[1]['k'] < n - 1),
+      lambda c: (c[0] + 1, jax.vmap(lambda s: step(c[0], s))(c[1])),
+      (jnp.int32(0), init))
   return s['ma'], s['mb'], s['mh'], s['ms']
 
 
 def _nn_chain(x, method: str):
-  """Linkage of one point set [n, d] by the nearest-neighbour chain.
+  """Linkage of point sets [batch, n, d] by the nearest-neighbour chain.
 
   Lance-Williams updates of the distance matrix. Only rows of the matrix
   are ever written (a strided column write per step is several times slower
   on CPU): each row carries the step it was written at, and the current
   d(a, k) sits in whichever of row a and row k was written later.
   """
-  n = x.shape[0]
-  d = jnp.sqrt(jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, -1))
+  num, n, _ = x.shape
+  d = jnp.sqrt(jnp.sum((x[:, :, None, :] - x[:, None, :, :]) ** 2, -1))
 
   def row_of(s, a):
     st = s['st']
@@ -161,20 +167,20 @@ def _nn_chain(x, method: str):
                   s['size'][y], s['size'])
     return dict(d=st['d'].at[y].set(new), tw=st['tw'].at[y].set(t + 1))
 
-  ma, mb, mh, ms = _chain(n, dict(d=d, tw=jnp.zeros(n, jnp.int32)), row_of,
-                          merge_into)
-  return _number(ma, mb, mb, mh, ms, n)
+  ma, mb, mh, ms = _chain(n, dict(d=d, tw=jnp.zeros((num, n), jnp.int32)),
+                          row_of, merge_into)
+  return jax.vmap(lambda *a: _number(*a, n))(ma, mb, mb, mh, ms)
 
 
 def _nn_chain_ward(x):
-  """Ward linkage by the nearest-neighbour chain over centroids.
+  """Ward linkage of point sets [batch, n, d] by the NN chain over centroids.
 
   The Ward distance needs only cluster sizes and centroids: d(A, B)^2 =
   2 |A||B| / (|A| + |B|) ||m_A - m_B||^2. Keeping centroids ([d, n], O(nd)
   memory) in place of the distance matrix makes each step one pass over
   the centroids, with no O(n^2) state.
   """
-  n = x.shape[0]
+  n = x.shape[1]
 
   def row_of(s, a):
     c = s['st']['c']
@@ -187,8 +193,9 @@ def _nn_chain_ward(x):
     sx, sy = s['size'][xa], s['size'][y]
     return dict(c=c.at[:, y].set((sx * c[:, xa] + sy * c[:, y]) / (sx + sy)))
 
-  ma, mb, mh, ms = _chain(n, dict(c=x.T), row_of, merge_into)
-  return _number(ma, mb, mb, jnp.sqrt(mh), ms, n)
+  ma, mb, mh, ms = _chain(n, dict(c=jnp.swapaxes(x, 1, 2)), row_of,
+                          merge_into)
+  return jax.vmap(lambda *a: _number(*a, n))(ma, mb, mb, jnp.sqrt(mh), ms)
 
 
 def _linkage_1d(x, method: str):
@@ -273,9 +280,9 @@ def linkage(points: jax.Array, method: str = 'ward') -> jax.Array:
   if d == 1:
     z = jax.vmap(lambda p: _linkage_1d(p[:, 0], method))(flat)
   elif method == 'ward':
-    z = jax.vmap(_nn_chain_ward)(flat)
+    z = _nn_chain_ward(flat)
   else:
-    z = jax.vmap(lambda p: _nn_chain(p, method))(flat)
+    z = _nn_chain(flat, method)
   return z.reshape((*batch, n - 1, 4))
 
 

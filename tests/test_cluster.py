@@ -78,3 +78,18 @@ def test_hand_computed_ward():
 def test_bad_method():
   with pytest.raises(ValueError, match="method='median'; allowed: ward"):
     cluster.linkage(jnp.zeros((3, 2)), 'median')
+
+
+@pytest.mark.parametrize('method', cluster.METHODS)
+@pytest.mark.parametrize('d', [1, 9])
+def test_float64_matches_scipy_to_rounding_on_wide_sets(method, d):
+  """With x64, 200 points per set: same merges, heights to 1e-12."""
+  import jax  # pylint: disable=g-import-not-at-top
+  points = np.random.default_rng(d).normal(size=(4, 200, d))
+  with jax.enable_x64(True):
+    z = np.asarray(cluster.linkage(jnp.asarray(points), method))
+  assert z.dtype == np.float64
+  for b in range(4):
+    ref = hierarchy.linkage(points[b], method)
+    np.testing.assert_array_equal(z[b][:, [0, 1, 3]], ref[:, [0, 1, 3]])
+    np.testing.assert_allclose(z[b][:, 2], ref[:, 2], rtol=1e-12)

@@ -32,10 +32,10 @@ with tfds.testing.mock_data(num_examples=int(sys.argv.pop(1))):
 """
 
 
-def run_cli(*args, mock_examples=None):
+def run_cli(*args, mock_examples=None, env=None):
   """Starts `python -m jaxprune.main *args` on 8 fake CPU devices."""
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-         'JAX_PLATFORMS': 'cpu'}
+         'JAX_PLATFORMS': 'cpu', **(env or {})}
   cmd = ([sys.executable, '-m', 'jaxprune.main'] if mock_examples is None else
          [sys.executable, '-c', MOCKED_MAIN, str(mock_examples)])
   return subprocess.Popen(cmd + list(args), cwd=REPO, env=env,
@@ -43,9 +43,9 @@ def run_cli(*args, mock_examples=None):
                           text=True)
 
 
-def run_main(*args, mock_examples=None):
+def run_main(*args, mock_examples=None, env=None):
   """Runs the CLI to the end; returns (exit code, output)."""
-  p = run_cli(*args, mock_examples=mock_examples)
+  p = run_cli(*args, mock_examples=mock_examples, env=env)
   out, _ = p.communicate(timeout=600)
   return p.returncode, out
 

@@ -214,15 +214,13 @@ def select(params: Any, lays: list[Layer], pruned: dict[str, Any],
         [jnp.asarray(given[lays[i].group], bool) for i in members])
     counts = ([pruned[lays[i].group] for i in members] if fixed is None else
               shape[1] - fixed.sum(1))
-    # 1-D points (1x1 convs) are clustered in float64, as scipy does: their
-    # cluster means sit close together relative to their magnitude, and
-    # float32 rounding would reorder near-equal merges. It costs nothing
-    # extra on the 1-D path.
-    wide = shape[-1] == 1
-    with jax.enable_x64(wide):
+    # Clustered in float64, as scipy does: with n kernels per input channel
+    # and hundreds of channels, some pair of candidate merges is usually
+    # within float32 rounding (1e-7) of a tie, and float32 would order it
+    # differently from the float64 reference.
+    with jax.enable_x64(True):
       keep, rate = select_batch(
-          jnp.stack([points[i] for i in members]).astype(
-              jnp.float64 if wide else jnp.float32),
+          jnp.stack([points[i] for i in members]).astype(jnp.float64),
           jnp.asarray(counts, jnp.int32), k, method=method,
           tie_break=tie_break, given=fixed)
     for row, i in enumerate(members):

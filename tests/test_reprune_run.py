@@ -1,0 +1,94 @@
+"""REPrune end to end: every seed-row config for 2 steps under mock data, and
+a real offline run whose slimmed network matches the masked one."""
+import glob
+import json
+import os
+
+import pytest
+
+from conftest import REPO
+from test_train import TINY, run_main
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'reprune', '*.py')))
+
+
+@pytest.fixture(scope='module')
+def compile_cache(tmp_path_factory):
+  """A persistent XLA cache, so configs of one model compile once."""
+  return {'JAX_COMPILATION_CACHE_DIR': str(tmp_path_factory.mktemp('xla')),
+          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+
+
+def results_of(workdir):
+  with open(os.path.join(workdir, 'results.json')) as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize('path', CONFIGS,
+                         ids=[os.path.basename(p) for p in CONFIGS])
+def test_config_runs_two_steps_under_mock_data(path, tmp_path, compile_cache):
+  workdir = str(tmp_path / 'run')
+  code, out = run_main(f'--config={path}', f'--workdir={workdir}',
+                       '--config.num_epochs=1', '--config.batch_size=8',
+                       '--config.eval_batch_size=8', '--config.data_threads=2',
+                       '--config.reprune.coverage_every_epochs=0',
+                       '--config.reprune.export=False', mock_examples=16,
+                       env=compile_cache)
+  assert code == 0, out[-3000:]
+  assert 'REPrune event at epoch 0' in out, out[-3000:]
+  r = results_of(workdir)
+  assert r['steps'] == 2
+  assert r['pruned_macs'] < r['dense_macs'] and r['pruned_params'] < r[
+      'dense_params']
+  assert r['flops_reduction'] == pytest.approx(
+      1 - r['pruned_macs'] / r['dense_macs'])
+  cfg = r['config']['reprune']
+  target = cfg['target_macs'] or (
+      r['dense_macs'] * (1 - cfg['target_reduction'])
+      if cfg['target_reduction'] else None)
+  if target:
+    assert abs(r['pruned_macs'] / target - 1) < 0.01, (r['pruned_macs'],
+                                                        target)
+  widths = r['widths']
+  assert widths and all(0 < k <= n for k, n in widths.values())
+  assert any(k < n for k, n in widths.values())
+  # 16 mock test images: the slimmed and masked networks agree (bf16
+  # configs may flip one near-tied prediction).
+  assert abs(r['slim_top1'] - r['top1']) <= 100 / 16 + 1e-6
+
+
+def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
+                                                             data_dir):
+  workdir = str(tmp_path / 'run')
+  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
+                       f'--config.data_dir={data_dir}',
+                       '--config.method=reprune',
+                       '--config.model_overrides.stage_widths=(8, 16, 16)',
+                       '--config.reprune.target_reduction=0.5',
+                       '--config.reprune.every_epochs=1',
+                       '--config.reprune.until_epoch=2')
+  assert code == 0, out[-3000:]
+  r = results_of(workdir)
+  assert abs(r['pruned_macs'] / (0.5 * r['dense_macs']) - 1) < 0.005
+  assert r['slim_top1'] == r['top1'] and r['slim_top5'] == r['top5']
+  assert r['top1'] > 50  # 4 epochs on digits.
+  lines = [json.loads(l) for l in open(os.path.join(workdir,
+                                                    'metrics.jsonl'))]
+  events = [l for l in lines if l['split'] == 'prune']
+  assert [e['epoch'] for e in events] == [0, 1, 2]
+  assert events[-1]['delta'] == 0 and events[1]['delta'] > 0
+  cov = [l for l in lines if l['split'] == 'coverage']
+  assert [c['epoch'] for c in cov] == [1, 2, 3, 4]
+  assert all(0 < c['coverage_rate'] <= 1 for c in cov)
+  assert os.path.exists(os.path.join(workdir, 'slim', 'forward.jax_exported'))
+  # Resuming a finished run changes nothing and reports the same.
+  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
+                       f'--config.data_dir={data_dir}',
+                       '--config.method=reprune',
+                       '--config.model_overrides.stage_widths=(8, 16, 16)',
+                       '--config.reprune.target_reduction=0.5',
+                       '--config.reprune.every_epochs=1',
+                       '--config.reprune.until_epoch=2')
+  assert code == 0, out[-3000:]
+  again = results_of(workdir)
+  assert again['widths'] == r['widths'] and again['top1'] == r['top1']
