@@ -84,8 +84,11 @@ def _chain(n, states, row_of, merge_into):
       a leading batch axis.
     row_of: `(state, a) -> [n]` distances from cluster a (any values at
       inactive clusters and at a; they are masked here).
-    merge_into: `(state, xa, y, row, best, t) -> state`, merging cluster xa
-      into slot y (xa retires) at step t.
+    merge_into: `(state, xa, y, row, best, t, merge) -> state`: where the
+      bool `merge` holds, cluster xa merges into slot y (xa retires) at
+      step t; otherwise the state is returned unchanged. Only slot y's
+      entries may be written (a whole-state select per step would cost as
+      much as the step).
 
   Returns:
     The merges as (slot_a, slot_b, height, size) arrays `[batch, n - 1]`,
@@ -104,24 +107,23 @@ def _chain(n, states, row_of, merge_into):
   def step(t, s):
     # Start a chain at the lowest active point when it is empty.
     first = jnp.argmax(s['active']).astype(jnp.int32)
-    chain = jnp.where(s['clen'] == 0, s['chain'].at[0].set(first),
-                      s['chain'])
+    chain = s['chain'].at[0].set(jnp.where(s['clen'] == 0, first,
+                                           s['chain'][0]))
     clen = jnp.maximum(s['clen'], 1)
     a = chain[clen - 1]
     prev = jnp.where(clen >= 2, chain[jnp.maximum(clen - 2, 0)], -1)
     row = jnp.where(s['active'] & (idx != a), row_of(s, a), big)
-    best = jnp.min(row)
+    nearest = jnp.argmin(row).astype(jnp.int32)
+    best = row[nearest]
     # Prefer the previous chain element on ties: this guarantees progress.
     b = jnp.where((prev >= 0) & (row[jnp.maximum(prev, 0)] <= best), prev,
-                  jnp.argmin(row).astype(jnp.int32))
+                  nearest)
     done = s['k'] >= n - 1
     merge = (b == prev) & ~done
     # Merge a and b into slot y = b (the previous chain element); a retires.
     y, xa = b, a
     sx, sy = s['size'][xa], s['size'][y]
-    merged = merge_into(s, xa, y, row, best, t)
-    st = jax.tree.map(lambda new, old: jnp.where(merge, new, old), merged,
-                      s['st'])
+    st = merge_into(s, xa, y, row, best, t, merge)
     k = s['k']
     kk = jnp.minimum(k, n - 2)
     pick = lambda arr, v: arr.at[kk].set(jnp.where(merge, v, arr[kk]))
@@ -129,8 +131,8 @@ def _chain(n, states, row_of, merge_into):
         st=st, size=s['size'].at[y].set(jnp.where(merge, sx + sy, sy)),
         active=s['active'].at[xa].set(jnp.where(merge, False,
                                                 s['active'][xa])),
-        chain=jnp.where(merge | done, chain,
-                        chain.at[jnp.minimum(clen, n - 1)].set(b)),
+        chain=chain.at[jnp.minimum(clen, n - 1)].set(jnp.where(
+            merge | done, chain[jnp.minimum(clen, n - 1)], b)),
         clen=jnp.where(done, s['clen'], jnp.where(merge, clen - 2, clen + 1)),
         k=k + merge, ma=pick(s['ma'], xa), mb=pick(s['mb'], y),
         mh=pick(s['mh'], best), ms=pick(s['ms'], sx + sy))
@@ -161,11 +163,12 @@ def _nn_chain(x, method: str):
     st = s['st']
     return jnp.where(st['tw'] > st['tw'][a], st['d'][:, a], st['d'][a])
 
-  def merge_into(s, xa, y, row, best, t):
+  def merge_into(s, xa, y, row, best, t, merge):
     st = s['st']
     new = _update(method, row, row_of(s, y), best, s['size'][xa],
                   s['size'][y], s['size'])
-    return dict(d=st['d'].at[y].set(new), tw=st['tw'].at[y].set(t + 1))
+    return dict(d=st['d'].at[y].set(jnp.where(merge, new, st['d'][y])),
+                tw=st['tw'].at[y].set(jnp.where(merge, t + 1, st['tw'][y])))
 
   ma, mb, mh, ms = _chain(n, dict(d=d, tw=jnp.zeros((num, n), jnp.int32)),
                           row_of, merge_into)
@@ -188,10 +191,11 @@ def _nn_chain_ward(x):
     sa, size = s['size'][a], s['size']
     return 2 * sa * size / (sa + size) * diff2  # Squared height.
 
-  def merge_into(s, xa, y, row, best, t):
+  def merge_into(s, xa, y, row, best, t, merge):
     c = s['st']['c']
     sx, sy = s['size'][xa], s['size'][y]
-    return dict(c=c.at[:, y].set((sx * c[:, xa] + sy * c[:, y]) / (sx + sy)))
+    new = (sx * c[:, xa] + sy * c[:, y]) / (sx + sy)
+    return dict(c=c.at[:, y].set(jnp.where(merge, new, c[:, y])))
 
   ma, mb, mh, ms = _chain(n, dict(c=jnp.swapaxes(x, 1, 2)), row_of,
                           merge_into)
