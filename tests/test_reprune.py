@@ -296,3 +296,22 @@ def test_bad_settings_name_the_value():
       small_pruner(**{field: value})
   with pytest.raises(JaxpruneError, match='no channel group'):
     small_pruner(exclude='.')
+
+
+def test_bn_gamma_needs_scales():
+  model = PlainNet()
+  x = jnp.ones((2, 8, 8, 2))
+  v = model.init(jax.random.key(0), x)
+  g = structure.trace(model.apply, v, x)
+  cfg = config_lib.reprune()
+  with pytest.raises(JaxpruneError, match=r"\['b', 'h'\] have no norm"):
+    reprune.Pruner(cfg, g, v['params'], num_epochs=2)
+  cfg.allocation = 'uniform'
+  p = reprune.Pruner(cfg, g, v['params'], num_epochs=1, log=lambda *a: None)
+  tx = p.wrap(optax.sgd(0.1))
+  params, opt, info = p.event(v['params'], tx.init(v['params']), 0,
+                              jax.random.key(0))
+  # One epoch: epoch 0 is the final event, Alg. 1 at s = 0.5 directly.
+  assert info['delta'] == 0 and 'coverage_rate' in info
+  assert {k: int(m.sum()) for k, m in p.channel_masks(opt).items()} == {
+      'b': 5, 'h': 6}

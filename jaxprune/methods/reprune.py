@@ -436,7 +436,10 @@ class Pruner:
     `(n - p(s - delta_t)) - (n - p(s))` channels regrown by importance
     sampling, delta_t = delta0 (1 + cos(pi t / T)) / 2;
   * at min(until_epoch, last epoch): Alg. 1 at s with no regrowth; the
-    masks are then frozen.
+    masks are then frozen. (A one-epoch run has only this event, at 0.)
+
+  The BN-gamma allocation falls back to uniform while all |gamma| are equal
+  (they rank nothing, e.g. at initialisation).
 
   With a MACs target, s is found by bisection at every event (`search`).
 
@@ -475,6 +478,12 @@ class Pruner:
           f'{cfg.residual}, input_layer={cfg.input_layer}, exclude='
           f'{cfg.exclude!r}); prunable groups: '
           f'{", ".join(g.name for g in graph.prunable) or "none"}.')
+    if cfg.allocation == 'bn_gamma':
+      missing = [l.group for l in self.lays if not l.gammas]
+      if missing:
+        raise JaxpruneError(
+            f'Groups {missing} have no normalisation scale for the BN-gamma '
+            "allocation; use reprune.allocation='uniform' or exclude them.")
     self.dense_macs = graph.macs(graph.full_masks())
     if cfg.target_macs and cfg.target_reduction:
       raise JaxpruneError('Set one of reprune.target_macs and '
@@ -538,15 +547,22 @@ class Pruner:
       return lambda s: bn_gamma_counts(params, self.lays, s)
     return lambda s: uniform_counts(self.lays, s)
 
+  def _tied(self, params) -> bool:
+    mags = np.concatenate([np.asarray(gamma_magnitudes(params, l))
+                           for l in self.lays])
+    return bool(mags.max() == mags.min())
+
   def _sparsity(self, params, allocation):
     """(global sparsity, counts at it, counts function, allocation used)."""
+    if allocation == 'bn_gamma' and self._tied(params):
+      allocation = 'uniform'  # Tied |gamma| (all 1 at init) rank nothing.
     fn = self._counts_fn(params, allocation)
     if self.target is None:
       return self.cfg.sparsity, fn(self.cfg.sparsity), fn, allocation
     s, counts, macs = search(self.graph, self.lays, fn, self.target,
                              refine=False)
     if allocation != 'uniform' and abs(macs / self.target - 1) > 0.05:
-      # Tied |gamma| (e.g. all 1 at initialisation) rank no channels.
+      # Mostly tied |gamma| cannot reach the target.
       return self._sparsity(params, 'uniform')
     if macs < 0.995 * self.target:
       counts, macs = _refine(self.graph, self.lays, counts, self.target)
@@ -562,7 +578,7 @@ class Pruner:
     host = jax.device_get(params)
     old = self.channel_masks(opt_state)
     t0 = time.time()
-    if epoch == 0:
+    if epoch == 0 and self.final_epoch > 0:
       s, _, fn, alloc = self._sparsity(host, 'uniform')
       pruned = fn(max(s - self.cfg.delta0, 0.0))
       masks, rates = l1_masks(host, self.lays, pruned), {}
@@ -583,8 +599,9 @@ class Pruner:
         masks[l.group] = old[l.group]
     params, opt_state = self._apply(params, opt_state, masks)
     macs = self.graph.macs(masks)
-    info = {'sparsity': float(s), 'delta': self.delta(epoch) if epoch else
-            float(self.cfg.delta0), 'macs': int(macs),
+    initial = epoch == 0 and self.final_epoch > 0
+    info = {'sparsity': float(s), 'delta': float(self.cfg.delta0) if initial
+            else self.delta(epoch), 'macs': int(macs),
             'flops_reduction': 1 - macs / self.dense_macs,
             'changed': int(sum(np.sum(masks[g] != old[g]) for g in masks)),
             'seconds': time.time() - t0}
