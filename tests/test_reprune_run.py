@@ -14,8 +14,14 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'reprune', '*.py')))
 
 @pytest.fixture(scope='module')
 def compile_cache(tmp_path_factory):
-  """A persistent XLA cache, so configs of one model compile once."""
-  return {'JAX_COMPILATION_CACHE_DIR': str(tmp_path_factory.mktemp('xla')),
+  """A persistent XLA cache shared by the xdist workers, so that configs of
+  one model compile once."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # Common to all workers of this session.
+  path = root / 'xla_cache'
+  path.mkdir(exist_ok=True)
+  return {'JAX_COMPILATION_CACHE_DIR': str(path),
           'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
 
 
