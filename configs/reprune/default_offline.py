@@ -8,6 +8,11 @@ Trains from scratch with soft masks: an L1 mask at epoch 0, Alg. 1 (Ward
 clustering, layer cut height, greedy coverage) with CHEX regrowth every
 epoch until epoch 10, then frozen masks; the network is slimmed and the
 slimmed network evaluated. The dense run is configs/default.py.
+
+Measured on 2 CPU cores (the command above): 62 s wall; the slimmed
+network has 1,078,912 MACs (57.13% fewer than 2,516,608) and 163,280
+params (39.40% fewer than 269,434), and 98.61% top-1 on the 360 test
+images (dense: 98.89%).
 """
 from jaxprune import config as config_lib
 
