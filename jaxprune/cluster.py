@@ -13,12 +13,21 @@ the order in which an algorithm finds them; rows are then sorted by height
 and numbered as scipy does):
 
 * d >= 2: the nearest-neighbour chain (Murtagh 1983; Muellner 2011, the
-  algorithm scipy uses for ward/complete/average): O(n^2) time and memory
-  per point set, each step an O(n) vector operation, batched with `vmap`.
+  algorithm scipy uses for ward/complete/average), at most 3 (n - 1) steps
+  of O(n) vector work, batched with `vmap` and looped until every set of
+  the batch is done. Ward keeps cluster centroids and sizes (d(A, B)^2 =
+  2|A||B|/(|A|+|B|) ||m_A - m_B||^2): O(n^2 d) time, O(n d) memory. The
+  other methods keep the distance matrix with Lance-Williams updates:
+  O(n^2) time and memory.
 * d == 1 (1x1 convolutions): clusters of all four methods are contiguous
   intervals of the sorted points and only neighbouring intervals merge, so
   a sweep over the n - 1 gaps suffices: O(n^2) time, O(n) memory, with tiny
   constants.
+
+Precision follows the input: float64 points (with x64 enabled, e.g. inside
+`jax.enable_x64(True)`) are clustered in float64 as scipy does; anything
+else in float32, where merges whose heights differ by less than float32
+rounding may be ordered differently from scipy.
 
 `cut(Z, height)` applies every merge of height <= `height` and returns flat
 labels with the same partition as `scipy.cluster.hierarchy.fcluster(Z,

@@ -66,13 +66,12 @@ def test_config_runs_two_steps_under_mock_data(path, tmp_path, compile_cache):
 def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
                                                              data_dir):
   workdir = str(tmp_path / 'run')
-  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
-                       f'--config.data_dir={data_dir}',
-                       '--config.method=reprune',
-                       '--config.model_overrides.stage_widths=(8, 16, 16)',
-                       '--config.reprune.target_reduction=0.5',
-                       '--config.reprune.every_epochs=1',
-                       '--config.reprune.until_epoch=2')
+  args = [f'--config={TINY}', f'--workdir={workdir}',
+          f'--config.data_dir={data_dir}', '--config.method=reprune',
+          '--config.model_overrides.stage_widths=(8, 16, 16)',
+          '--config.reprune.target_reduction=0.5',
+          '--config.reprune.every_epochs=1', '--config.reprune.until_epoch=2']
+  code, out = run_main(*args)
   assert code == 0, out[-3000:]
   r = results_of(workdir)
   assert abs(r['pruned_macs'] / (0.5 * r['dense_macs']) - 1) < 0.005
@@ -88,13 +87,7 @@ def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
   assert all(0 < c['coverage_rate'] <= 1 for c in cov)
   assert os.path.exists(os.path.join(workdir, 'slim', 'forward.jax_exported'))
   # Resuming a finished run changes nothing and reports the same.
-  code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
-                       f'--config.data_dir={data_dir}',
-                       '--config.method=reprune',
-                       '--config.model_overrides.stage_widths=(8, 16, 16)',
-                       '--config.reprune.target_reduction=0.5',
-                       '--config.reprune.every_epochs=1',
-                       '--config.reprune.until_epoch=2')
+  code, out = run_main(*args)
   assert code == 0, out[-3000:]
   again = results_of(workdir)
   assert again['widths'] == r['widths'] and again['top1'] == r['top1']
