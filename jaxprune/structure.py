@@ -1023,6 +1023,26 @@ class ChannelGraph:
     m = self._axis_mask(node, channel_masks, np)
     return None if m is None else np.flatnonzero(m)
 
+  def num_params(self, channel_masks: dict[str, Any],
+                 collection: str = 'params') -> int:
+    """Scalars in `collection` once the masked channels are removed.
+
+    Equals `jaxprune.flops.count(...).params` of the slimmed network (which
+    counts the 'params' collection).
+    """
+    self._check_masks(channel_masks)
+    total = 0
+    for (coll, _, leaf), v in zip(self.leaves, self.closed.jaxpr.invars):
+      if coll != collection:
+        continue
+      count = 1
+      for a, n in enumerate(np.shape(leaf)):
+        m = (self._axis_mask(self._t.nodes[(0, v, a)], channel_masks, np)
+             if (0, v, a) in self._t.nodes else None)
+        count *= n if m is None else int(np.sum(m))
+      total += count
+    return total
+
   def macs(self, channel_masks: dict[str, Any]):
     """MACs of the network with the masked channels removed.
 

@@ -1,0 +1,97 @@
+"""State-loop units: heads and neurons found by the graph, Refill, RSST."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune import flops, models, slim, structure
+from jaxprune.methods import rsst, units
+
+
+def traced(name, size=32, **kw):
+  model = models.create(name, 10, **kw)
+  x = jnp.zeros((1, size, size, 3))
+  v = model.init(jax.random.key(0), x, train=False)
+  return model, v, structure.trace(model.apply, v, x, train=False)
+
+
+def test_vit_small_at_70_percent_keeps_21_heads_and_5529_neurons():
+  model, v, g = traced('vit_small')
+  found = units.units(g, v['params'])
+  assert {k: sum(u.size for u in found if u.kind == k) for k in units.KINDS
+          } == {'head': 72, 'neuron': 18432, 'channel': 0}
+  heads = [u for u in found if u.kind == 'head']
+  assert len(heads) == 12 and {len(u.producers) for u in heads} == {3}
+  cm = units.refill_masks(v['params'], found, 0.7)
+  kept = {k: sum(int(cm[u.group].sum()) for u in found if u.kind == k)
+          for k in ('head', 'neuron')}
+  assert kept == {'head': 21, 'neuron': 5529}
+  x = jnp.zeros((1, 32, 32, 3))
+  slim_vars, slim_apply = slim.slim(model.apply, v, g, cm, x, train=False)
+  counted = flops.count(slim_apply, slim_vars, x)
+  assert g.num_params({}) == 21342346
+  assert counted.params == g.num_params(cm) == 6396643
+  assert counted.macs == g.macs(cm)
+
+
+def test_refill_picks_the_top_scored_units_on_a_hand_made_vit():
+  model, v, g = traced('vit_micro', 8)
+  found = units.units(g, v['params'])
+  params = jax.tree.map(lambda a: np.zeros(a.shape, np.float32), v['params'])
+  rng = np.random.default_rng(0)
+  want = {}
+  for u in found:
+    # Unit c of this group gets score s_c spread over its producers.
+    s = rng.permutation(u.size).astype(np.float32) + 1 + 1000 * len(want)
+    for path, axis in u.producers:
+      w = params
+      for k in path[:-1]:
+        w = w[k]
+      shape = w[path[-1]].shape
+      per = np.prod(shape) // shape[axis] * len(u.producers)
+      w[path[-1]] = np.moveaxis(np.broadcast_to(
+          (s / per).reshape((-1,) + (1,) * (len(shape) - 1)),
+          (shape[axis],) + tuple(np.delete(shape, axis))), 0, axis).copy()
+    want[u.group] = s
+    np.testing.assert_allclose(units.magnitude_scores(params, u), s,
+                               rtol=1e-5)
+  cm = units.refill_masks(params, found, 0.6)
+  for kind in ('head', 'neuron'):
+    pool = [u for u in found if u.kind == kind]
+    allv = np.concatenate([want[u.group] for u in pool])
+    keep = int(allv.size * 0.4)
+    thr = np.sort(allv)[::-1][keep - 1]
+    for u in pool:
+      np.testing.assert_array_equal(cm[u.group], want[u.group] >= thr)
+
+
+def test_cnn_units_are_block_internal_channels():
+  _, v, g = traced('resnet18')
+  found = units.units(g, v['params'])
+  assert [u.group for u in found] == [f'layer{s}_{b}/conv1' for s in
+                                      range(1, 5) for b in range(2)]
+  assert {u.kind for u in found} == {'channel'}
+
+
+@pytest.mark.parametrize('schedule,expect', [
+    ('x', lambda k, t: 0.5 * k), ('x^2', lambda k, t: (0.5 * k) ** 2),
+    ('x^3', lambda k, t: (0.5 * k) ** 3), ('exp', lambda k, t: math.exp(
+        0.5 * k)),
+    ('exp_custom_exponents',
+     lambda k, t: 0.5 * (math.exp(t ** 4) - 1) / (math.e - 1))])
+def test_rsst_lambda_schedules(schedule, expect):
+  for k in (0, 1, 3, 10):
+    assert float(rsst.lam(schedule, k, 10, 0.5, 4)) == pytest.approx(
+        expect(k, k / 10), rel=1e-6)
+  with pytest.raises(ValueError, match='allowed: x, x'):
+    rsst.lam('linear', 0, 10)
+
+
+def test_rsst_regulariser_only_touches_weights_outside():
+  params = {'w': jnp.array([1.0, -2.0, 3.0])}
+  grads = {'w': jnp.array([0.5, 0.5, 0.5])}
+  out = rsst.regularise(grads, params, {'w': jnp.array([False, True, True])},
+                        2.0)
+  np.testing.assert_allclose(out['w'], [0.5, -3.5, 6.5])
