@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxprune import flops, models, slim, structure
-from jaxprune.methods import rsst, units
+from jaxprune.methods import refill, rsst, units
 
 
 def traced(name, size=32, **kw):
@@ -24,7 +24,7 @@ def test_vit_small_at_70_percent_keeps_21_heads_and_5529_neurons():
           } == {'head': 72, 'neuron': 18432, 'channel': 0}
   heads = [u for u in found if u.kind == 'head']
   assert len(heads) == 12 and {len(u.producers) for u in heads} == {3}
-  cm = units.refill_masks(v['params'], found, 0.7)
+  cm = refill.refill_masks(v['params'], found, 0.7)
   kept = {k: sum(int(cm[u.group].sum()) for u in found if u.kind == k)
           for k in ('head', 'neuron')}
   assert kept == {'head': 21, 'neuron': 5529}
@@ -57,7 +57,7 @@ def test_refill_picks_the_top_scored_units_on_a_hand_made_vit():
     want[u.group] = s
     np.testing.assert_allclose(units.magnitude_scores(params, u), s,
                                rtol=1e-5)
-  cm = units.refill_masks(params, found, 0.6)
+  cm = refill.refill_masks(params, found, 0.6)
   for kind in ('head', 'neuron'):
     pool = [u for u in found if u.kind == kind]
     allv = np.concatenate([want[u.group] for u in pool])
@@ -95,3 +95,51 @@ def test_rsst_regulariser_only_touches_weights_outside():
   out = rsst.regularise(grads, params, {'w': jnp.array([False, True, True])},
                         2.0)
   np.testing.assert_allclose(out['w'], [0.5, -3.5, 6.5])
+
+
+def test_imp_global_magnitude_by_hand():
+  from jaxprune.methods import imp  # pylint: disable=g-import-not-at-top
+  params = {'a': {'kernel': np.array([[0.1, -0.9], [0.5, 0.3]])},
+            'b': {'kernel': np.array([[-0.2, 0.8, 0.05]]),
+                  'bias': np.array([0.0, 0.0, 0.0])}}
+  paths = [('a', 'kernel'), ('b', 'kernel')]
+  m = imp.magnitude_masks(params, paths, 0.5)
+  # |w| sorted: .05 .1 .2 .3 .5 .8 .9 -> the 3 smallest go (int(0.5 * 7)).
+  np.testing.assert_array_equal(m['a']['kernel'], [[False, True],
+                                                   [True, True]])
+  np.testing.assert_array_equal(m['b']['kernel'], [[False, True, False]])
+  assert m['b']['bias'].shape == (1,) and m['b']['bias'].all()
+  m2 = imp.magnitude_masks(params, paths, 0.5, m)  # 2 of the 4 left go.
+  np.testing.assert_array_equal(m2['a']['kernel'], [[False, True],
+                                                    [False, False]])
+  np.testing.assert_array_equal(m2['b']['kernel'], [[False, True, False]])
+
+
+def test_imp_paths_skip_stem_and_head_and_cnn_refill_budget():
+  from jaxprune.methods import imp  # pylint: disable=g-import-not-at-top
+  _, v, g = traced('resnet20')
+  paths = imp.prunable_paths(g, v['params'])
+  assert ('conv1', 'kernel') not in paths and ('fc', 'kernel') not in paths
+  assert sorted(paths) == sorted((f'layer{s}_{b}', c, 'kernel') for s in
+                                 range(1, 4) for b in range(3)
+                                 for c in ('conv1', 'conv2'))
+  _, v, g = traced('vit_micro', 8)
+  paths = imp.prunable_paths(g, v['params'])
+  assert {p[-2] for p in paths} == {'query', 'key', 'value', 'out', 'fc1',
+                                    'fc2'}
+  # CNN Refill: survivors per channel [2, 0, 1, 1] of 2 weights each ->
+  # budget 2 -> channels 0 and 2 (ties by index); Refill+ 0.5 -> 3.
+  unit = units.Unit('c', 4, 'channel', ((('k',), 3),))
+  imp_masks = {'k': np.array([[1, 0, 1, 0], [1, 0, 0, 1]], bool).reshape(
+      1, 1, 2, 4)}
+  params = {'k': np.ones((1, 1, 2, 4), np.float32)}
+  np.testing.assert_array_equal(
+      refill.cnn_masks(params, [unit], imp_masks)['c'],
+      [True, False, True, False])
+  np.testing.assert_array_equal(
+      refill.cnn_masks(params, [unit], imp_masks, fillback_rate=0.5)['c'],
+      [True, False, True, True])
+  params['k'][..., 3] = 5  # By magnitude, channel 3 first.
+  np.testing.assert_array_equal(
+      refill.cnn_masks(params, [unit], imp_masks, 'magnitude')['c'],
+      [True, False, False, True])

@@ -12,9 +12,9 @@ Groups on the last axis of a kernel that also has an earlier output axis
 (the head dimension Dh) are not units; neither are residual groups (the
 residual stream keeps its width) nor groups fed by the model input.
 
-Refill scores a unit by the L1 norm of its producers' weights (for a head:
-its Q, K and V weights; for an MLP neuron: its fc1 weights) and keeps the
-top `int(N (1 - rate))` of each kind in one global pool.
+`magnitude_scores` is the L1 norm of a unit's producer weights (for a head:
+its Q, K and V weights; for an MLP neuron: its fc1 weights), Refill's
+transformer criterion (`jaxprune.methods.refill`).
 """
 import dataclasses
 from typing import Any
@@ -106,56 +106,3 @@ def magnitude_scores(params: Any, unit: Unit) -> jax.Array:
     total = total + jnp.sum(jnp.moveaxis(w, axis, 0).reshape(unit.size, -1),
                             axis=1)
   return total
-
-
-def keep_count(total: int, rate: float) -> int:
-  """int(N (1 - rate)): the seed-003 count of kept units."""
-  return int(total * (1 - rate))
-
-
-def global_top(scores: dict[str, jax.Array], keep: int) -> dict[str, np.ndarray]:
-  """Keeps the `keep` highest scores over all groups of one pool.
-
-  Ties go to the earlier group, then the lower index (a stable order).
-
-  Returns:
-    group -> bool keep mask.
-  """
-  names = list(scores)
-  flat = np.concatenate([np.asarray(scores[k], np.float64) for k in names])
-  if not 0 <= keep <= flat.size:
-    raise ValueError(f'keep={keep}; allowed: 0..{flat.size}.')
-  order = np.argsort(-flat, kind='stable')
-  chosen = np.zeros(flat.size, bool)
-  chosen[order[:keep]] = True
-  out, start = {}, 0
-  for k in names:
-    n = np.size(scores[k])
-    out[k] = chosen[start:start + n]
-    start += n
-  return out
-
-
-def refill_masks(params: Any, found: list[Unit], rate: float,
-                 kinds: tuple[str, ...] = ('head', 'neuron')
-                 ) -> dict[str, np.ndarray]:
-  """Transformer Refill: one global pool per kind, top `int(N (1 - rate))`.
-
-  Args:
-    params: trained, unmasked weights (a dropped unit can come back).
-    found: units from `units`.
-    rate: fraction of each pool removed.
-    kinds: the pools to prune.
-
-  Returns:
-    Channel masks for the groups of those kinds.
-  """
-  out = {}
-  for kind in kinds:
-    pool = [u for u in found if u.kind == kind]
-    if not pool:
-      continue
-    scores = {u.group: magnitude_scores(params, u) for u in pool}
-    out.update(global_top(scores, keep_count(sum(u.size for u in pool),
-                                             rate)))
-  return out
