@@ -143,3 +143,38 @@ def test_imp_paths_skip_stem_and_head_and_cnn_refill_budget():
   np.testing.assert_array_equal(
       refill.cnn_masks(params, [unit], imp_masks, 'magnitude')['c'],
       [True, False, False, True])
+
+
+def test_rsst_drives_out_of_structure_weights_to_zero_over_a_state():
+  import optax  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(64, 4)), jnp.float32)
+  y = x @ jnp.array([1.0, -2.0, 1.5, 3.0])  # Every weight is needed.
+  outside = {'w': jnp.array([False, False, True, True])}
+  steps = 400
+
+  def train(tx):
+    params = {'w': jnp.zeros(4)}
+    state = tx.init(params)
+    loss = lambda p: jnp.mean((x @ p['w'] - y) ** 2)
+    for _ in range(steps):
+      g = jax.grad(loss)(params)
+      u, state = tx.update(g, state, params)
+      params = optax.apply_updates(params, u)
+    return np.asarray(params['w'])
+
+  plain = train(optax.sgd(0.05, momentum=0.9))
+  reg = train(optax.chain(rsst.transform(outside, 'x', steps, 0.1),
+                          optax.sgd(0.05, momentum=0.9)))
+  np.testing.assert_allclose(plain, [1.0, -2.0, 1.5, 3.0], atol=1e-3)
+  # lambda ramps to 40: the outside weights end near 0 (|w| <= 0.1 of
+  # their fitted size) while the inside ones keep fitting.
+  assert np.all(np.abs(reg[2:]) < 0.1 * np.abs(plain[2:])), reg
+  assert np.all(np.abs(reg[:2]) > 0.3), reg
+  # Per-epoch ramps restart.
+  tx = rsst.transform(outside, 'x', 10, 1.0, period=10)
+  st = tx.init({'w': jnp.ones(4)})
+  for _ in range(10):
+    _, st = tx.update({'w': jnp.zeros(4)}, st, {'w': jnp.ones(4)})
+  u, _ = tx.update({'w': jnp.zeros(4)}, st, {'w': jnp.ones(4)})
+  np.testing.assert_array_equal(u['w'], [0, 0, 0, 0])  # lambda(0) = 0.

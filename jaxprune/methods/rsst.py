@@ -12,8 +12,11 @@ effect off, and its RSST trains dense and discards the trained weights.
 jaxprune implements the method as designed.
 """
 import math
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
+import optax
 
 SCHEDULES = ('x', 'x^2', 'x^3', 'exp', 'exp_custom_exponents')
 
@@ -56,7 +59,46 @@ def lam(schedule: str, step, total: int, granularity: float = 1.0,
 
 def regularise(grads, params, outside, lam_value):
   """grads + lambda * w on the weights outside the structure (bool masks)."""
-  import jax  # pylint: disable=g-import-not-at-top
   return jax.tree.map(
       lambda g, w, m: g + lam_value * w * jnp.asarray(m, w.dtype), grads,
       params, outside)
+
+
+class RampState(NamedTuple):
+  count: jax.Array  # Updates taken in this state.
+
+
+def transform(outside: Any, schedule: str = 'exp_custom_exponents',
+              total: int = 1, granularity: float = 1.0, exponents: int = 4,
+              period: int | None = None) -> optax.GradientTransformation:
+  """The RSST regulariser as an optax transformation (chain it first).
+
+  Adds lambda(t) * w to the gradient of every weight where `outside` is
+  True, before the optimizer sees the gradient, like an L2 penalty.
+
+  Args:
+    outside: bool pytree broadcastable to the params: the weights the
+      Refill structure drops.
+    schedule, granularity, exponents: as in `lam`.
+    total: updates in the ramp (the state's steps by default).
+    period: if set, the ramp restarts every `period` updates (per-epoch
+      ramps: pass the steps per epoch and total = period).
+
+  Returns:
+    An `optax.GradientTransformation`; `optax.chain(transform(...), sgd)`.
+  """
+  lam(schedule, 0, total, granularity, exponents)  # Validates the args.
+
+  def init_fn(params):
+    del params
+    return RampState(jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('rsst.transform needs params in update().')
+    step = state.count if period is None else state.count % period
+    value = lam(schedule, step, total, granularity, exponents)
+    return regularise(updates, params, outside, value), RampState(
+        state.count + 1)
+
+  return optax.GradientTransformation(init_fn, update_fn)
