@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import cluster, coverage, structure
+from jaxprune import optax as optax_lib
 from jaxprune.errors import JaxpruneError
 
 ALLOCATIONS = ('bn_gamma', 'uniform')
@@ -505,7 +506,6 @@ class Pruner:
   # -- optimizer ----------------------------------------------------------------
   def wrap(self, inner):
     """`inner` wrapped in soft masks with a weight stash (all kept at first)."""
-    from jaxprune import optax as optax_lib  # pylint: disable=g-import-not-at-top
     full = {l.group: jnp.ones((l.size,), bool) for l in self.lays}
     pm = self.graph.param_masks(full)['params']
     return optax_lib.masked(
@@ -513,14 +513,12 @@ class Pruner:
         aux=lambda p: {'stash': p, 'channels': full})
 
   def channel_masks(self, opt_state) -> dict[str, np.ndarray]:
-    from jaxprune import optax as optax_lib  # pylint: disable=g-import-not-at-top
     aux = optax_lib.find_state(opt_state).aux
     return {k: np.asarray(jax.device_get(v)) for k, v in
             aux['channels'].items()}
 
   def _apply_masks(self, params, opt_state, channels):
     """New masks: stash live weights, restore regrown ones, swap the state."""
-    from jaxprune import optax as optax_lib  # pylint: disable=g-import-not-at-top
     st = optax_lib.find_state(opt_state)
     old = st.masks
     stash = _tree_where(old, params, st.aux['stash'])
