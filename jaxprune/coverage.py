@@ -91,12 +91,34 @@ def greedy_batch(labels: jax.Array, keep: jax.Array,
                            (covered, selected))[1]
 
 
-def coverage_rate(labels: jax.Array, selected: jax.Array) -> jax.Array:
-  """Fraction of (channel, cluster) pairs covered by the selected filters."""
+def coverage_rate(labels: jax.Array, selected: jax.Array,
+                  rows: jax.Array | None = None) -> jax.Array:
+  """Fraction of (channel, cluster) pairs covered by the selected filters.
+
+  Args:
+    labels: int `[..., C_in, n]` (any leading batch dims).
+    selected: bool `[..., n]`.
+    rows: optional bool `[..., C_in]`: only these input channels count.
+
+  Returns:
+    The rate, shape `[...]`.
+  """
   labels = jnp.asarray(labels, jnp.int32)
+  *batch, c_in, n = labels.shape
+  if rows is None:
+    rows = jnp.ones((*batch, c_in), bool)
+  flat = lambda x, *tail: jnp.reshape(x, (-1, *tail))
+  rate = jax.vmap(_rate_one)(flat(labels, c_in, n),
+                             flat(jnp.broadcast_to(selected, (*batch, n)), n),
+                             flat(jnp.broadcast_to(rows, (*batch, c_in)), c_in))
+  return rate.reshape(batch)
+
+
+def _rate_one(labels, selected, rows):
   c_in, n = labels.shape
-  rows = jnp.arange(c_in)[:, None]
-  present = jnp.zeros((c_in, n), bool).at[rows, labels].set(True)
-  hit = jnp.zeros((c_in, n), bool).at[rows, labels].max(
+  r = jnp.arange(c_in)[:, None]
+  present = jnp.zeros((c_in, n), bool).at[r, labels].set(True)
+  hit = jnp.zeros((c_in, n), bool).at[r, labels].max(
       jnp.broadcast_to(selected, labels.shape))
-  return hit.sum() / jnp.maximum(present.sum(), 1)
+  live = rows[:, None]
+  return (hit & live).sum() / jnp.maximum((present & live).sum(), 1)

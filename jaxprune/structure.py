@@ -1095,6 +1095,13 @@ def _base_name(m: Member) -> str:
   return prefix + '/'.join(keys)
 
 
+def lookup(tree: Any, path: tuple[str, ...]) -> Any:
+  """The node of a nested dict at `path`, e.g. a Member's parameter."""
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
 def _first(idx) -> int:
   return 0 if idx is None else int(idx.min())
 

@@ -12,7 +12,6 @@ import jax
 import numpy as np
 
 from jaxprune import structure
-from jaxprune.methods.units import _leaf
 
 
 def prunable_paths(graph: structure.ChannelGraph,
@@ -24,7 +23,7 @@ def prunable_paths(graph: structure.ChannelGraph,
       path = tuple(p.path)
       if p.collection != 'params' or path in out:
         continue
-      ndim = len(np.shape(_leaf(params, path)))
+      ndim = len(np.shape(structure.lookup(params, path)))
       if ndim < 2:
         continue
       touches = False
@@ -57,9 +56,10 @@ def magnitude_masks(params: Any, paths: list[tuple[str, ...]], rate: float,
     raise ValueError(f'rate={rate}; allowed: 0 <= rate < 1.')
   flat = []
   for path in paths:
-    w = np.abs(np.asarray(_leaf(params, path), np.float64))
+    w = np.abs(np.asarray(structure.lookup(params, path), np.float64))
     keep = (np.ones(w.shape, bool) if current is None else
-            np.broadcast_to(np.asarray(_leaf(current, path), bool), w.shape))
+            np.broadcast_to(np.asarray(structure.lookup(current, path), bool),
+                            w.shape))
     flat.append(np.where(keep, w, -1.0).ravel())
   values = np.concatenate(flat) if flat else np.zeros(0)
   remaining = int(np.sum(values >= 0))
@@ -75,6 +75,6 @@ def magnitude_masks(params: Any, paths: list[tuple[str, ...]], rate: float,
     for k in path[:-1]:
       node = node[k]
     node[path[-1]] = kept[start:start + part.size].reshape(
-        np.shape(_leaf(params, path)))
+        np.shape(structure.lookup(params, path)))
     start += part.size
   return masks

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune.methods.units import Unit, _leaf, magnitude_scores
+from jaxprune import structure
+from jaxprune.methods.units import Unit, magnitude_scores
 
 CRITERIA = ('remain', 'magnitude')
 
@@ -97,7 +98,8 @@ def cnn_masks(params: Any, found: list[Unit], imp_masks: Any,
     if u.kind != 'channel':
       continue
     path, axis = u.producers[0]
-    m = np.moveaxis(np.asarray(_leaf(imp_masks, path), bool), axis, 0)
+    m = np.moveaxis(np.asarray(structure.lookup(imp_masks, path), bool),
+                    axis, 0)
     m = m.reshape(u.size, -1)
     survivors = m.sum(1)
     budget = survivors.sum() / m.shape[1]

@@ -57,12 +57,6 @@ class Layer:
   gammas: tuple[tuple[str, ...], ...]
 
 
-def _leaf(tree: Any, path: tuple[str, ...]) -> Any:
-  for k in path:
-    tree = tree[k]
-  return tree
-
-
 def layers(graph: structure.ChannelGraph, params: Any, residual: bool = False,
            input_layer: bool = False, exclude: str = '') -> list[Layer]:
   """The groups that REPrune prunes, with their producing kernels.
@@ -95,8 +89,8 @@ def layers(graph: structure.ChannelGraph, params: Any, residual: bool = False,
       continue
     best = None
     for p in g.producers:
-      shape = np.shape(_leaf(params, p.path)) if p.collection == 'params' \
-          else ()
+      shape = (np.shape(structure.lookup(params, p.path))
+               if p.collection == 'params' else ())
       if len(shape) < 2 or p.axis != len(shape) - 1 or p in g.index:
         continue
       if best is None or shape[-2] > best[1][-2]:
@@ -112,14 +106,14 @@ def layers(graph: structure.ChannelGraph, params: Any, residual: bool = False,
         m.path for m in g.members
         if m.collection == 'params' and m.path[-1] == 'scale' and
         m.axis == 0 and m not in g.index and
-        np.shape(_leaf(params, m.path)) == (g.size,))
+        np.shape(structure.lookup(params, m.path)) == (g.size,))
     out.append(Layer(g.name, g.size, tuple(p.path), len(shape) - 1, gammas))
   return out
 
 
 def kernel_points(params: Any, layer: Layer) -> jax.Array:
   """The points of Alg. 1: `[C_in, n, d]`, d = kh * kw (1 for 1x1 / dense)."""
-  w = jnp.asarray(_leaf(params, layer.kernel))
+  w = jnp.asarray(structure.lookup(params, layer.kernel))
   w = w.reshape((-1,) + w.shape[-2:])  # [d, C_in, n]
   return jnp.transpose(w, (1, 2, 0)).astype(jnp.float32)
 
@@ -170,19 +164,7 @@ def select_batch(points: jax.Array, pruned: jax.Array, key: jax.Array | None,
     keep = coverage.greedy_batch(labels, n - pruned, tie_break, key)
   else:
     keep = jnp.asarray(given, bool)
-  return keep, _rate(labels, keep, live)
-
-
-def _rate(labels, keep, live):
-  num, c_in, n = labels.shape
-  lay = jnp.arange(num)[:, None, None]
-  rows = jnp.arange(c_in)[None, :, None]
-  present = jnp.zeros((num, c_in, n), bool).at[lay, rows, labels].set(True)
-  hit = jnp.zeros((num, c_in, n), bool).at[lay, rows, labels].max(
-      jnp.broadcast_to(keep[:, None, :], labels.shape))
-  present &= live[..., None]
-  hit &= live[..., None]
-  return hit.sum((1, 2)) / jnp.maximum(present.sum((1, 2)), 1)
+  return keep, coverage.coverage_rate(labels, keep, live)
 
 
 def select(params: Any, lays: list[Layer], pruned: dict[str, Any],
@@ -276,7 +258,7 @@ def gamma_magnitudes(params: Any, layer: Layer) -> jax.Array:
     raise JaxpruneError(
         f'Group {layer.group!r} has no normalisation scale for the BN-gamma '
         "allocation; use allocation='uniform'.")
-  return jnp.mean(jnp.stack([jnp.abs(_leaf(params, p)) for p in
+  return jnp.mean(jnp.stack([jnp.abs(structure.lookup(params, p)) for p in
                              layer.gammas]), axis=0)
 
 
@@ -377,7 +359,7 @@ def l1_masks(params: Any, lays: list[Layer],
   """Keeps the n - p filters of largest L1 norm per layer."""
   out = {}
   for l in lays:
-    w = jnp.asarray(_leaf(params, l.kernel))
+    w = jnp.asarray(structure.lookup(params, l.kernel))
     norms = jnp.sum(jnp.abs(w.reshape(-1, w.shape[-1])), axis=0)
     rank = jnp.argsort(jnp.argsort(-norms, stable=True), stable=True)
     out[l.group] = rank < l.size - min(pruned[l.group], l.size - 1)
@@ -409,8 +391,9 @@ def regrow(params: Any, lays: list[Layer], keep: dict[str, jax.Array],
   out = dict(keep)
   for i, l in enumerate(lays):
     if extra.get(l.group, 0) > 0:
-      out[l.group] = _regrow_one(_leaf(params, l.kernel), keep[l.group],
-                                 extra[l.group], jax.random.fold_in(key, i))
+      out[l.group] = _regrow_one(structure.lookup(params, l.kernel),
+                                 keep[l.group], extra[l.group],
+                                 jax.random.fold_in(key, i))
   return out
 
 

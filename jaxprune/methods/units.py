@@ -45,12 +45,6 @@ class Unit:
   producers: tuple[tuple[tuple[str, ...], int], ...]
 
 
-def _leaf(tree, path):
-  for k in path:
-    tree = tree[k]
-  return tree
-
-
 def units(graph: structure.ChannelGraph, params: Any,
           input_layer: bool = False) -> list[Unit]:
   """The graph's units (module docstring), in graph order."""
@@ -67,7 +61,7 @@ def units(graph: structure.ChannelGraph, params: Any,
     for p in g.producers:
       if p.collection != 'params' or p in g.index:
         continue
-      ndim = len(np.shape(_leaf(params, p.path)))
+      ndim = len(np.shape(structure.lookup(params, p.path)))
       axes = out_axes.get(tuple(p.path), set())
       if any(a > p.axis for a in axes):
         kinds.add('head')
@@ -88,7 +82,7 @@ def units(graph: structure.ChannelGraph, params: Any,
 
 def _fed_by_input(graph, params, prods) -> bool:
   for path, axis in prods:
-    ndim = len(np.shape(_leaf(params, path)))
+    ndim = len(np.shape(structure.lookup(params, path)))
     for a in range(ndim):
       if a == axis:
         continue
@@ -102,7 +96,7 @@ def magnitude_scores(params: Any, unit: Unit) -> jax.Array:
   """Sum of |W| of the unit's producer weights, per unit: float [size]."""
   total = jnp.zeros((unit.size,), jnp.float32)
   for path, axis in unit.producers:
-    w = jnp.abs(jnp.asarray(_leaf(params, path), jnp.float32))
+    w = jnp.abs(jnp.asarray(structure.lookup(params, path), jnp.float32))
     total = total + jnp.sum(jnp.moveaxis(w, axis, 0).reshape(unit.size, -1),
                             axis=1)
   return total
