@@ -44,8 +44,9 @@ def base() -> ml_collections.ConfigDict:
   c.log_every_steps = 50  # Terminal/JSONL/TensorBoard logging interval.
   c.data_threads = 8  # grain reader threads per process.
   c.distributed = False  # Call jax.distributed.initialize() (multi-host).
-  c.method = 'none'  # Pruning method: none (dense) | reprune.
+  c.method = 'none'  # none (dense) | reprune | imp | refill | rsst.
   c.reprune = reprune()  # REPrune settings (used when method='reprune').
+  c.states = states()  # State-loop settings (method imp, refill or rsst).
   return c
 
 
@@ -67,6 +68,51 @@ def reprune() -> ml_collections.ConfigDict:
   r.coverage_every_epochs = 1  # Log the cluster coverage rate; 0: off.
   r.export = True  # Write the slimmed model to <workdir>/slim (jax.export).
   return r
+
+
+def states() -> ml_collections.ConfigDict:
+  """The IMP / Refill / RSST state loop (methods.md section 3)."""
+  s = ml_collections.ConfigDict()
+  s.num_states = 16  # States 0..S-1, num_epochs each; state 0 trains dense.
+  s.rate = 0.7  # Fraction pruned (see amount).
+  s.amount = 'absolute'  # absolute: keep int(N (1 - rate)) from state 1 on | gradual: remove rate of what remains, per state.
+  s.rewind_epoch = 0  # Rewind to the weights after this many epochs of state 0; 0: the initial weights.
+  s.mask_mode = 'auto'  # auto (imp: hard, refill: masked_forward) | hard | masked_forward.
+  s.criterion = 'remain'  # CNN Refill ranking: remain | magnitude | l1 | l2 | saliency.
+  s.fillback_rate = 0.0  # CNN Refill+: also keep this fraction of the channels beyond the budget.
+  s.reg_schedule = 'exp_custom_exponents'  # RSST lambda: x | x^2 | x^3 | exp | exp_custom_exponents.
+  s.reg_granularity_prune = 1.0  # RSST g.
+  s.exponents = 4  # RSST n (exp_custom_exponents).
+  s.ramp = 'state'  # RSST ramp spans the state | each epoch.
+  s.input_layer = False  # Also prune units fed by the model input.
+  s.export = True  # Write the last state's slimmed model to <workdir>/slim.
+  return s
+
+
+def seed003_recipe(c: ml_collections.ConfigDict, dataset: str,
+                   method: str) -> None:
+  """Seed 003: ViT-S/4, 16 states x 60 epochs, 70% absolute (methods.md 3)."""
+  c.model = 'vit_small'  # Patch 4, 384 wide, 12 blocks x 6 heads, MLP 1536.
+  c.dataset = dataset  # Crop (pad 4) + flip.
+  c.validation_size = 5000  # 45k train / 5k validation / 10k test.
+  c.batch_size = 128  # Seed 003.
+  c.eval_batch_size = 512  # Global eval batch.
+  c.num_epochs = 60  # Epochs per state.
+  c.optimizer = 'momentum'  # SGD with momentum.
+  c.learning_rate = 0.01  # Seed 003.
+  c.momentum = 0.9  # Seed 003.
+  c.weight_decay = 1e-4  # Coupled (PyTorch SGD): masked weights still decay.
+  c.schedule = 'constant'  # Constant after warmup.
+  c.warmup_epochs = 20.0  # Linear warmup, rebuilt every state.
+  c.log_every_steps = 100  # Progress lines.
+  c.method = method  # refill | rsst.
+  c.states.num_states = 16  # States 0..15.
+  c.states.rate = 0.7  # 70% of heads and of MLP neurons.
+  c.states.amount = 'absolute'  # Every state from 1 keeps 30%.
+  c.states.rewind_epoch = 0  # Rewind to the initial weights.
+  c.states.reg_schedule = 'exp_custom_exponents'  # RSST default.
+  c.states.reg_granularity_prune = 1.0  # g.
+  c.states.exponents = 4  # n.
 
 
 def validate(config: ml_collections.ConfigDict,

@@ -5,9 +5,9 @@ all devices: parameters and optimizer state replicated (`P()`), batches
 split along the batch axis (`P('data')`). BatchNorm statistics are computed
 over the global batch. No pmap.
 """
+import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from typing import Any
@@ -88,13 +88,21 @@ def cross_entropy(logits, labels, num_classes: int, smoothing: float):
   return optax.softmax_cross_entropy(logits, onehot).mean()
 
 
-def train_step(state: TrainState, batch, rng, *, model, tx, spec, config):
-  """One SGD step; returns the new state and summed metrics."""
+def train_step(state: TrainState, batch, rng, *, model, tx, spec, config,
+               forward=None):
+  """One SGD step; returns the new state and summed metrics.
+
+  `forward(params, opt_state)`, when given, maps the trained weights to the
+  ones the model runs on (e.g. W * M in 'masked_forward' mode), so their
+  gradient is taken through it.
+  """
   dtype = jnp.bfloat16 if config.half_precision else jnp.float32
   x = data.normalize(batch['image'], spec, dtype)
   rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
+    if forward is not None:
+      params = forward(params, state.opt_state)
     logits, new_vars = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
         mutable=['batch_stats'], rngs={'dropout': rng})
@@ -161,7 +169,8 @@ def make_pruner(config, model, shape):
 
 
 def slim_and_evaluate(model, graph, channel_masks, variables, dense_counts,
-                      shape, test_ds, spec, config, mesh, workdir):
+                      shape, test_ds, spec, config, mesh, workdir,
+                      export: bool = True):
   """Slims the pruned network, evaluates it and returns the results fields.
 
   Returns:
@@ -182,7 +191,7 @@ def slim_and_evaluate(model, graph, channel_masks, variables, dense_counts,
                f'{counts.params:,}',
                100 * (1 - counts.params / dense_counts.params), ev['top1'],
                ev['top5'])
-  if config.reprune.export and jax.process_index() == 0:
+  if export and jax.process_index() == 0:
     path = slim.export(slim_apply, slim_vars, jnp.zeros(shape, jnp.float32),
                        path=os.path.join(workdir, 'slim'))
     logging.info('slimmed network exported to %s', path)
@@ -202,17 +211,30 @@ def _fmt_time(seconds: float) -> str:
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, Any]:
-  """Trains `config.model` on `config.dataset`; writes results.json.
+@dataclasses.dataclass
+class Setup:
+  """What every training loop shares: devices, data, model and shardings."""
+  config: ml_collections.ConfigDict
+  spec: Any
+  model: Any
+  train_ds: Any
+  val_ds: Any
+  test_ds: Any
+  steps_per_epoch: int
+  mesh: Mesh
+  replicated: NamedSharding
+  batch_sharding: NamedSharding
+  shape: tuple[int, ...]  # One input example, batch 1.
+  meta: dict[str, Any]
 
-  Rerunning with the same workdir resumes from the newest checkpoint; the
-  final parameters equal those of an uninterrupted run.
 
-  Returns:
-    The results dict that is also written to `<workdir>/results.json`.
+def setup(config: ml_collections.ConfigDict, workdir: str,
+          **meta: Any) -> Setup:
+  """Validates the config, starts multi-host JAX and opens the data.
+
+  Stops, before anything is written, when `workdir` holds checkpoints of a
+  different run (model, dataset, overrides and the extra `meta`).
   """
-  # ---- Config, devices and data -------------------------------------------
   if not workdir:
     raise JaxpruneError('--workdir is required.')
   config_lib.validate(config)
@@ -225,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   model = build_model(config, spec.num_classes)
   meta = {'model': config.model, 'dataset': config.dataset,
           'model_overrides': json.loads(json.dumps(
-              config.model_overrides.to_dict(), default=str))}
+              config.model_overrides.to_dict(), default=str)), **meta}
   checkpoint.check_workdir(workdir, meta)
   train_ds, val_ds, test_ds = data.split_source(
       config.dataset, config.data_dir, config.validation_size)
@@ -233,18 +255,113 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if not steps_per_epoch:
     raise JaxpruneError(f'batch_size={config.batch_size} is larger than the '
                         f'{len(train_ds)} training examples.')
-  total_steps = steps_per_epoch * config.num_epochs
   mesh = make_mesh()
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
   logging.info('%d devices, %d processes; %d train / %s val / %d test examples;'
                ' %d steps per epoch.', jax.device_count(), jax.process_count(),
                len(train_ds), len(val_ds) if val_ds else 0, len(test_ds),
                steps_per_epoch)
+  return Setup(config, spec, model, train_ds, val_ds, test_ds,
+               steps_per_epoch, mesh, NamedSharding(mesh, P()),
+               NamedSharding(mesh, P('data')),
+               (1, spec.image_size, spec.image_size, spec.channels), meta)
+
+
+def shard_batch(su: Setup, batch):
+  return jax.tree.map(
+      lambda a: jax.make_array_from_process_local_data(su.batch_sharding, a),
+      batch)
+
+
+def train_epoch(su: Setup, state, step_fn, epoch: int, *, rng, writer,
+                schedule, num_epochs: int, step_base: int = 0,
+                total_steps: int | None = None, prefix: str = '',
+                seed: int | None = None):
+  """Trains one epoch, logging every `log_every_steps` and at its end.
+
+  Args:
+    su: the run's `Setup`.
+    state: the train state (`step` counts this loop's steps).
+    step_fn: jitted `(state, batch, rng) -> (state, metrics)`.
+    epoch: 0-based epoch of this loop.
+    rng: dropout key.
+    writer: the metrics writer.
+    schedule: the learning-rate schedule (for the log).
+    num_epochs: epochs of this loop (for the log).
+    step_base: added to logged steps (a state loop's earlier states).
+    total_steps: logged step of the run's end (for the ETA).
+    prefix: printed before each progress line.
+    seed: data-order seed (default `config.seed`).
+
+  Returns:
+    The new state.
+  """
+  config, spe = su.config, su.steps_per_epoch
+  total = total_steps or step_base + num_epochs * spe
+  window, acc_metrics, seen = time.time(), None, 0
+  for i, batch in enumerate(data.train_batches(
+      su.train_ds, su.spec, config.batch_size,
+      config.seed if seed is None else seed, epoch, config.data_threads)):
+    state, m = step_fn(state, shard_batch(su, batch), rng)
+    acc_metrics = m if acc_metrics is None else jax.tree.map(
+        jnp.add, acc_metrics, m)
+    seen += 1
+    local = epoch * spe + i + 1
+    if local % config.log_every_steps == 0 or i + 1 == spe:
+      got = jax.device_get(acc_metrics)
+      acc_metrics = None
+      rate = seen / max(time.time() - window, 1e-9)
+      loss = float(got['loss']) / seen
+      acc = 100.0 * int(got['correct']) / (seen * config.batch_size)
+      lr = float(schedule(local))
+      eta = (total - step_base - local) / max(rate, 1e-9)
+      logging.info('%sepoch %d/%d step %d/%d loss %.4f acc %.2f%% '
+                   '%.2f steps/s lr %.4g ETA %s', prefix, epoch + 1,
+                   num_epochs, step_base + local, total, loss, acc, rate, lr,
+                   _fmt_time(eta))
+      writer.write(step_base + local, 'train', epoch=epoch + 1, loss=loss,
+                   accuracy=acc, steps_per_second=rate, learning_rate=lr)
+      window, seen = time.time(), 0
+  return state
+
+
+def save_state(su: Setup, mgr, state, seconds: float):
+  """Saves `state` with `train_seconds` = seconds; returns the saved state."""
+  # A globally replicated scalar, so that multi-host saves accept it.
+  state = state.replace(train_seconds=jax.make_array_from_process_local_data(
+      su.replicated, np.float32(seconds)))
+  checkpoint.save(mgr, int(state.step), state)
+  return state
+
+
+def write_json(workdir: str, name: str, obj: Any) -> None:
+  """Writes `<workdir>/<name>` from process 0, atomically (no torn file)."""
+  if jax.process_index():
+    return
+  path = os.path.join(workdir, name)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(obj, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Trains `config.model` on `config.dataset`; writes results.json.
+
+  Rerunning with the same workdir resumes from the newest checkpoint; the
+  final parameters equal those of an uninterrupted run. The state-loop
+  methods (imp, refill, rsst) run `jaxprune.methods.states.run`.
+
+  Returns:
+    The results dict that is also written to `<workdir>/results.json`.
+  """
+  from jaxprune.methods import states  # pylint: disable=g-import-not-at-top
+  if config.method in states.METHODS:
+    return states.run(config, workdir)
+  su = setup(config, workdir)
+  model, shape, replicated = su.model, su.shape, su.replicated
 
   # ---- Model, optimizer and state ------------------------------------------
-  tx, schedule = optim.create(config, steps_per_epoch)
-  shape = (1, spec.image_size, spec.image_size, spec.channels)
+  tx, schedule = optim.create(config, su.steps_per_epoch)
   pruner, graph = make_pruner(config, model, shape)
   if pruner is not None:
     tx = pruner.wrap(tx)
@@ -270,25 +387,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if restored is not None:
     state = restored
     logging.info('Resumed from step %d in %s.', int(state.step), workdir)
-  checkpoint.write_meta(workdir, meta)
+  checkpoint.write_meta(workdir, su.meta)
   writer = writers.MetricWriter(workdir)
 
   step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, spec=spec,
+      functools.partial(train_step, model=model, tx=tx, spec=su.spec,
                         config=config),
       donate_argnums=0, out_shardings=(replicated, replicated))
   dropout_rng = jax.random.key(config.seed + 1)
 
   # ---- Training loop --------------------------------------------------------
-  start_step = int(state.step)
-  if start_step % steps_per_epoch:
-    raise JaxpruneError(f'Checkpoint step {start_step} is not at an epoch '
-                        f'boundary of {steps_per_epoch} steps; the batch size '
-                        'or dataset changed. Use another --workdir.')
-  first_epoch = start_step // steps_per_epoch
+  first_epoch = first_epoch_of(state, su.steps_per_epoch)
   carried_seconds = float(state.train_seconds)
   t0 = time.time()
-  window = {'t': time.time(), 's': 0}  # Start time and steps of the log window.
   prune_key = jax.random.key(config.seed + 2)
   for epoch in range(first_epoch, config.num_epochs):
     if pruner is not None and pruner.is_event(epoch):
@@ -297,33 +408,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           jax.random.fold_in(prune_key, epoch))
       state = state.replace(params=params, opt_state=opt_state)
       writer.write(int(state.step), 'prune', epoch=epoch, **info)
-    batches = data.train_batches(train_ds, spec, config.batch_size,
-                                 config.seed, epoch, config.data_threads)
-    acc_metrics = None
-    for i, batch in enumerate(batches):
-      batch = jax.tree.map(
-          lambda a: jax.make_array_from_process_local_data(batch_sharding, a),
-          batch)
-      state, m = step_fn(state, batch, dropout_rng)
-      acc_metrics = m if acc_metrics is None else jax.tree.map(
-          jnp.add, acc_metrics, m)
-      window['s'] += 1
-      step = epoch * steps_per_epoch + i + 1
-      if step % config.log_every_steps == 0 or i + 1 == steps_per_epoch:
-        got = jax.device_get(acc_metrics)
-        acc_metrics = None
-        dt = time.time() - window['t']
-        rate = window['s'] / max(dt, 1e-9)
-        loss = float(got['loss']) / window['s']
-        acc = 100.0 * int(got['correct']) / (window['s'] * config.batch_size)
-        eta = (total_steps - step) / max(rate, 1e-9)
-        logging.info('epoch %d/%d step %d/%d loss %.4f acc %.2f%% '
-                     '%.2f steps/s lr %.4g ETA %s', epoch + 1,
-                     config.num_epochs, step, total_steps, loss, acc, rate,
-                     float(schedule(step)), _fmt_time(eta))
-        writer.write(step, 'train', epoch=epoch + 1, loss=loss, accuracy=acc,
-                     steps_per_second=rate, learning_rate=float(schedule(step)))
-        window.update(t=time.time(), s=0)
+    state = train_epoch(su, state, step_fn, epoch, rng=dropout_rng,
+                        writer=writer, schedule=schedule,
+                        num_epochs=config.num_epochs)
     last = epoch + 1 == config.num_epochs
     if pruner is not None:
       info = pruner.epoch_end(state.params, state.opt_state, epoch)
@@ -331,33 +418,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         logging.info('epoch %d %s', epoch + 1, ' '.join(
             f'{k} {v:.4f}' for k, v in info.items()))
         writer.write(int(state.step), 'coverage', epoch=epoch + 1, **info)
-    if val_ds is not None and ((epoch + 1) % config.eval_every_epochs == 0
-                               or last):
+    if su.val_ds is not None and ((epoch + 1) % config.eval_every_epochs == 0
+                                  or last):
       ev = evaluate(model.apply, {'params': state.params,
                                   'batch_stats': state.batch_stats},
-                    val_ds, spec, config, mesh)
+                    su.val_ds, su.spec, config, su.mesh)
       logging.info('epoch %d validation top1 %.2f%% top5 %.2f%%', epoch + 1,
                    ev['top1'], ev['top5'])
       writer.write(int(state.step), 'validation', epoch=epoch + 1, **ev)
     if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
-      # A globally replicated scalar, so that multi-host saves accept it.
-      state = state.replace(train_seconds=jax.make_array_from_process_local_data(
-          replicated, np.float32(carried_seconds + time.time() - t0)))
-      checkpoint.save(mgr, int(state.step), state)
+      state = save_state(su, mgr, state, carried_seconds + time.time() - t0)
   mgr.wait_until_finished()
   train_seconds = carried_seconds + (time.time() - t0 if first_epoch <
                                      config.num_epochs else 0.0)
 
   # ---- Final evaluation and results -----------------------------------------
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  ev = evaluate(model.apply, variables, test_ds, spec, config, mesh)
+  ev = evaluate(model.apply, variables, su.test_ds, su.spec, config, su.mesh)
   logging.info('test top1 %.2f%% top5 %.2f%%', ev['top1'], ev['top5'])
   writer.write(int(state.step), 'test', **ev)
   pruned = {}
   if pruner is not None:
     pruned = slim_and_evaluate(model, graph, pruner.channel_masks(
-        state.opt_state), variables, counts, shape, test_ds, spec, config,
-                               mesh, workdir)
+        state.opt_state), variables, counts, shape, su.test_ds, su.spec,
+                               config, su.mesh, workdir,
+                               export=config.reprune.export)
     writer.write(int(state.step), 'slim_test', top1=pruned['slim_top1'],
                  top5=pruned['slim_top5'])
   writer.close()
@@ -371,8 +456,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       'config': json.loads(config.to_json_best_effort()),
       **pruned,
   }
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(results, f, indent=1)
+  write_json(workdir, 'results.json', results)
   mgr.close()
   return results
+
+
+def first_epoch_of(state, steps_per_epoch: int) -> int:
+  """The epoch a restored state resumes at; raises off an epoch boundary."""
+  step = int(state.step)
+  if step % steps_per_epoch:
+    raise JaxpruneError(f'Checkpoint step {step} is not at an epoch '
+                        f'boundary of {steps_per_epoch} steps; the batch size '
+                        'or dataset changed. Use another --workdir.')
+  return step // steps_per_epoch

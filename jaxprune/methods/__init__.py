@@ -8,7 +8,8 @@ pruner that `config.method` names (None for a dense run). A pruner offers
 from jaxprune.errors import JaxpruneError
 from jaxprune.methods import reprune
 
-METHODS = ('none', 'reprune')
+# imp, refill and rsst run the state loop (`jaxprune.methods.states.run`).
+METHODS = ('none', 'reprune', 'imp', 'refill', 'rsst')
 
 
 def create(config, graph, params, num_epochs, log=print):
@@ -17,5 +18,8 @@ def create(config, graph, params, num_epochs, log=print):
     return None
   if config.method == 'reprune':
     return reprune.Pruner(config.reprune, graph, params, num_epochs, log)
+  if config.method in METHODS:
+    raise JaxpruneError(f'method={config.method!r} runs the state loop '
+                        '(jaxprune.methods.states.run), not a pruner.')
   raise JaxpruneError(f'method={config.method!r}; allowed: '
                       f'{", ".join(METHODS)}.')

@@ -36,8 +36,9 @@ def prunable_paths(graph: structure.ChannelGraph,
   return out
 
 
-def magnitude_masks(params: Any, paths: list[tuple[str, ...]], rate: float,
-                    current: Any = None) -> Any:
+def magnitude_masks(params: Any, paths: list[tuple[str, ...]],
+                    rate: float | None = None, current: Any = None,
+                    keep: int | None = None) -> Any:
   """Removes `rate` of the remaining weights of `paths` by global |w|.
 
   Args:
@@ -46,24 +47,31 @@ def magnitude_masks(params: Any, paths: list[tuple[str, ...]], rate: float,
     rate: fraction of the remaining (currently kept) weights to remove.
     current: masks from the previous state (a pytree like params, as this
       function returns); None keeps everything.
+    keep: instead of `rate`: the number of weights to keep, among the
+      remaining ones.
 
   Returns:
     A bool pytree like `params`: full-shape masks on `paths`, and shape
     (1,) * ndim True masks (broadcastable) elsewhere. Ties at the
     threshold go to the later weights in `paths` order.
   """
-  if not 0 <= rate < 1:
+  if (rate is None) == (keep is None):
+    raise ValueError('Pass exactly one of rate and keep.')
+  if rate is not None and not 0 <= rate < 1:
     raise ValueError(f'rate={rate}; allowed: 0 <= rate < 1.')
   flat = []
   for path in paths:
     w = np.abs(np.asarray(structure.lookup(params, path), np.float64))
-    keep = (np.ones(w.shape, bool) if current is None else
+    live = (np.ones(w.shape, bool) if current is None else
             np.broadcast_to(np.asarray(structure.lookup(current, path), bool),
                             w.shape))
-    flat.append(np.where(keep, w, -1.0).ravel())
+    flat.append(np.where(live, w, -1.0).ravel())
   values = np.concatenate(flat) if flat else np.zeros(0)
   remaining = int(np.sum(values >= 0))
-  drop = int(rate * remaining)
+  if keep is not None and not 0 <= keep <= remaining:
+    raise ValueError(f'keep={keep}; allowed: 0..{remaining} (the remaining '
+                     'weights).')
+  drop = int(rate * remaining) if keep is None else remaining - keep
   order = np.argsort(values, kind='stable')
   kept = values >= 0
   dead = int(values.size - remaining)  # Already pruned: first in order.

@@ -96,7 +96,12 @@ def magnitude_scores(params: Any, unit: Unit) -> jax.Array:
   """Sum of |W| of the unit's producer weights, per unit: float [size]."""
   total = jnp.zeros((unit.size,), jnp.float32)
   for path, axis in unit.producers:
-    w = jnp.abs(jnp.asarray(structure.lookup(params, path), jnp.float32))
-    total = total + jnp.sum(jnp.moveaxis(w, axis, 0).reshape(unit.size, -1),
-                            axis=1)
+    total = total + axis_sums(
+        jnp.abs(jnp.asarray(structure.lookup(params, path), jnp.float32)),
+        axis)
   return total
+
+
+def axis_sums(x: jax.Array, axis: int) -> jax.Array:
+  """Sums of `x` over everything but `axis`: [x.shape[axis]]."""
+  return jnp.sum(jnp.moveaxis(x, axis, 0).reshape(x.shape[axis], -1), axis=1)

@@ -21,6 +21,10 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
        for d in (20, 32, 44, 56, 110)},
     'resnet18': functools.partial(resnet.ResNet, stage_sizes=(2, 2, 2, 2),
                                   block=resnet.BasicBlock),
+    # 3x3/1 stem, no max-pool: the CIFAR ResNet-18 of Structure-LTH/RSST.
+    'resnet18_cifar': functools.partial(
+        resnet.ResNet, stage_sizes=(2, 2, 2, 2), block=resnet.BasicBlock,
+        cifar_stem=True),
     'resnet34': functools.partial(resnet.ResNet, stage_sizes=(3, 4, 6, 3),
                                   block=resnet.BasicBlock),
     'resnet50': functools.partial(resnet.ResNet, stage_sizes=(3, 4, 6, 3),

@@ -27,6 +27,7 @@ class BasicBlock(nn.Module):
   out_width: int
   stride: int = 1
   zero_init_residual: bool = False
+  cifar_stem: bool = False
   dtype: Any = jnp.float32
   expansion = 1
 
@@ -45,6 +46,7 @@ class Bottleneck(nn.Module):
   out_width: int
   stride: int = 1
   zero_init_residual: bool = False
+  cifar_stem: bool = False
   dtype: Any = jnp.float32
   expansion = 4
 
@@ -81,6 +83,8 @@ class ResNet(nn.Module):
     block_widths: per block, a tuple of its internal widths (one for
       BasicBlock, two for Bottleneck); None means the torchvision default.
     zero_init_residual: zero-initialise each block's last BN scale.
+    cifar_stem: a 3x3/1 stem and no max-pool, for 32x32 inputs (the
+      CIFAR ResNet-18 of the lottery-ticket literature).
     dtype: compute dtype (parameters stay float32).
   """
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -90,6 +94,7 @@ class ResNet(nn.Module):
   stage_widths: Sequence[int] | None = None
   block_widths: Any = None
   zero_init_residual: bool = False
+  cifar_stem: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -101,9 +106,11 @@ class ResNet(nn.Module):
     block_widths = layers.per_block(self.block_widths, sum(self.stage_sizes),
                                     'block_widths')
     x = x.astype(self.dtype)
-    x = layers.conv(self.stem_width, 7, 2, name='conv1', dtype=self.dtype)(x)
+    k, s = (3, 1) if self.cifar_stem else (7, 2)
+    x = layers.conv(self.stem_width, k, s, name='conv1', dtype=self.dtype)(x)
     x = nn.relu(layers.batch_norm(train, 'bn1', self.dtype)(x))
-    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    if not self.cifar_stem:
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     i = 0
     for s, size in enumerate(self.stage_sizes):
       for b in range(size):
