@@ -29,6 +29,8 @@ def cifar_resnet_params(depth, num_classes=10, widths=(16, 32, 64)):
 
 @pytest.mark.parametrize('name,shape,num_classes,overrides,params,macs', [
     ('resnet18', (1, 224, 224, 3), 1000, {}, 11_689_512, 1.82e9),
+    # The CIFAR ResNet-18 of the lottery-ticket literature: 11,173,962.
+    ('resnet18_cifar', (1, 32, 32, 3), 10, {}, 11_173_962, 0.556e9),
     ('resnet34', (1, 224, 224, 3), 1000, {}, 21_797_672, 3.67e9),
     ('resnet50', (1, 224, 224, 3), 1000, {}, 25_557_032, 4.11e9),
     ('mobilenet_v2', (1, 224, 224, 3), 1000, {}, 3_504_872, 0.30e9),

@@ -1,5 +1,7 @@
 """State-loop units: heads and neurons found by the graph, Refill, RSST."""
+import importlib.util
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,9 @@ import numpy as np
 import pytest
 
 from jaxprune import flops, models, slim, structure
-from jaxprune.methods import refill, rsst, units
+from jaxprune.methods import refill, rsst, states, units
+
+from conftest import REPO
 
 
 def traced(name, size=32, **kw):
@@ -18,21 +22,29 @@ def traced(name, size=32, **kw):
 
 
 def test_vit_small_at_70_percent_keeps_21_heads_and_5529_neurons():
-  model, v, g = traced('vit_small')
+  """Through the seed-003 config and the state loop's method."""
+  spec = importlib.util.spec_from_file_location('cfg', os.path.join(
+      REPO, 'configs', 'states', 'vit_small_cifar10_refill.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  model, v, g = traced(c.model)
   found = units.units(g, v['params'])
   assert {k: sum(u.size for u in found if u.kind == k) for k in units.KINDS
           } == {'head': 72, 'neuron': 18432, 'channel': 0}
   heads = [u for u in found if u.kind == 'head']
   assert len(heads) == 12 and {len(u.producers) for u in heads} == {3}
-  cm = refill.refill_masks(v['params'], found, 0.7)
-  kept = {k: sum(int(cm[u.group].sum()) for u in found if u.kind == k)
-          for k in ('head', 'neuron')}
-  assert kept == {'head': 21, 'neuron': 5529}
+  method = states.Method(c.method, c.states, g, v['params'])
+  plan = method.next_plan(1, v['params'], method.dense())
+  assert method.kept_counts(plan) == {'head': [21, 72],
+                                      'neuron': [5529, 18432]}
+  cm = plan.channels
   x = jnp.zeros((1, 32, 32, 3))
   slim_vars, slim_apply = slim.slim(model.apply, v, g, cm, x, train=False)
   counted = flops.count(slim_apply, slim_vars, x)
   assert g.num_params({}) == 21342346
   assert counted.params == g.num_params(cm) == 6396643
+  assert method.effective(plan) == (6396643, counted.macs)
   assert counted.macs == g.macs(cm)
 
 

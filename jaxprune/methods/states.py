@@ -31,7 +31,8 @@ last epoch.
 Layout of a workdir:
 
   rewind/                      the rewind weights (orbax)
-  state_00/checkpoints/        per-state train states (orbax)
+  state_00/checkpoints/        per-state train states (orbax); step 0 of
+                               states >= 1 is the rewound, masked start
   state_01/masks.npz           the masks state 1 trains under
   state_01/result.json         written when state 1 completes
   results.json                 every completed state, rewritten after each
@@ -420,7 +421,7 @@ class _Loop:
 
   def restore_final(self, k: int, plan: Plan):
     """State k's last train state (to score the next masks)."""
-    template, _, _ = self.fresh_state(k, plan, None)
+    template = self.fresh_state(k, plan, None)[0]
     with checkpoint.manager(_state_dir(self.workdir, k),
                             self.config.keep_checkpoints) as mgr:
       got = checkpoint.restore_latest(mgr, template)
@@ -473,6 +474,9 @@ class _Loop:
     if restored is not None:
       state = restored
       logging.info('State %d: resumed at step %d.', k, int(state.step))
+    elif k:
+      # Step 0: the rewound, masked start of the state (the "ticket").
+      state = train.save_state(su, mgr, state, 0.0)
     first = train.first_epoch_of(state, spe)
     forward = (optax_lib.forward_params
                if k and self.method.mode == 'masked_forward' else None)

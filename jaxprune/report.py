@@ -1,0 +1,213 @@
+"""Per-state report of state-loop runs (seed 003's tables and plots).
+
+Command:
+  python -m jaxprune.report --workdir=/tmp/refill [--workdir=/tmp/rsst ...] \
+      [--out=/tmp/report]
+
+Writes `report.md`, `accuracy.png` (accuracy per state, one line per run on
+the same axes) and `time.png` (minutes per state) to `--out` (default: the
+first workdir). A run still in progress is reported up to its last
+completed state.
+
+For each run: the `State: 0 1 2 ...` / `Acc: ...` row (the test accuracy at
+the epoch of best validation accuracy), state 0, the best state, the mean
+and the standard deviation (population, ddof=0) over states 2..N, the
+retention (best / state 0), parameters before and after with the
+compression, and the wall time per state. Several runs also get one
+comparison table.
+"""
+import glob
+import json
+import os
+import sys
+from typing import Any
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string('workdir', None, 'A state-loop workdir (repeat for '
+                          'several runs).')
+flags.DEFINE_string('out', None, 'Output directory (default: the first '
+                    'workdir).')
+
+
+class ReportError(ValueError):
+  """A workdir that holds no state-loop results."""
+
+
+def load(workdir: str) -> dict[str, Any]:
+  """The results of a state-loop workdir (complete or in progress)."""
+  path = os.path.join(workdir, 'results.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      run = json.load(f)
+    if 'states' in run:
+      return run
+    raise ReportError(f'{path} is not from a state loop (method '
+                      f'{run.get("config", {}).get("method")!r}; allowed: '
+                      'imp, refill, rsst).')
+  states = []
+  for p in sorted(glob.glob(os.path.join(workdir, 'state_*', 'result.json'))):
+    with open(p) as f:
+      states.append(json.load(f))
+  if not states:
+    raise ReportError(f'{workdir} has no results.json and no completed '
+                      'state (state_*/result.json).')
+  return {'method': os.path.basename(os.path.normpath(workdir)),
+          'states': states}
+
+
+def summary(run: dict[str, Any]) -> dict[str, Any]:
+  """Seed 003's statistics of one run.
+
+  Returns:
+    acc (per state), state0, best and best_state, mean, std (population)
+    and std_sample over states 2..N (None with fewer than 3 states),
+    retention (best / state 0, %), params_before, params_after,
+    compression, macs_before, macs_after and minutes (per state).
+  """
+  states = sorted(run['states'], key=lambda s: s['state'])
+  acc = [s['top1'] for s in states]
+  best_i = max(range(len(acc)), key=lambda i: acc[i])
+  tail = acc[2:]
+  mean = sum(tail) / len(tail) if tail else None
+  var = (sum((a - mean) ** 2 for a in tail) / len(tail)) if tail else None
+  out = {
+      'acc': acc, 'state0': acc[0], 'best': acc[best_i],
+      'best_state': states[best_i]['state'], 'mean': mean,
+      'std': var ** 0.5 if var is not None else None,
+      'std_sample': ((var * len(tail) / (len(tail) - 1)) ** 0.5
+                     if tail and len(tail) > 1 else None),
+      'retention': 100 * acc[best_i] / acc[0] if acc[0] else None,
+      'params_before': run.get('dense_params', states[0].get('params')),
+      'params_after': states[-1].get('params'),
+      'macs_before': run.get('dense_macs', states[0].get('macs')),
+      'macs_after': states[-1].get('macs'),
+      'minutes': [s.get('seconds', 0) / 60 for s in states],
+      'kept': states[-1].get('kept', {}),
+  }
+  out['compression'] = (out['params_before'] / out['params_after']
+                        if out['params_after'] else None)
+  return out
+
+
+def _label(run: dict[str, Any], workdir: str, runs) -> str:
+  name = run.get('method', '?')
+  if sum(r.get('method') == name for r, _ in runs) > 1:
+    name = f'{name} ({os.path.basename(os.path.normpath(workdir))})'
+  return name
+
+
+def _f(x, spec='.2f', suffix='') -> str:
+  return '-' if x is None else f'{x:{spec}}{suffix}'
+
+
+def _row(values, width: int = 6) -> str:
+  return ' '.join(f'{v:>{width}}' for v in values)
+
+
+def markdown(runs: list[tuple[dict[str, Any], str]]) -> str:
+  """The report for (results, workdir) pairs."""
+  lines = ['# State-loop report', '']
+  sums = []
+  for run, workdir in runs:
+    s = summary(run)
+    sums.append((_label(run, workdir, runs), s))
+    n = len(s['acc']) - 1
+    lines += [f'## {_label(run, workdir, runs)}: {run.get("model", "?")} on '
+              f'{run.get("dataset", "?")}', '', f'Workdir: `{workdir}`'
+              + ('' if run.get('complete', True) else
+                 f' (in progress: {n + 1} states done)'), '', '```',
+              'State: ' + _row(range(n + 1)),
+              'Acc:   ' + _row(f'{a:.2f}' for a in s['acc']), '```', '',
+              '| metric | value |', '|---|---|',
+              f'| state 0 (dense) | {s["state0"]:.2f}% |',
+              f'| best | {s["best"]:.2f}% (state {s["best_state"]}) |',
+              f'| mean over states 2..{n} | {_f(s["mean"], suffix="%")} |',
+              f'| std over states 2..{n} (population; sample) | '
+              f'{_f(s["std"])}; {_f(s["std_sample"])} |',
+              f'| retention (best / state 0) | '
+              f'{_f(s["retention"], ".1f", "%")} |',
+              f'| params before → after | {_f(s["params_before"], ",")} → '
+              f'{_f(s["params_after"], ",")} '
+              f'({_f(s["compression"], ".2f", "×")}) |',
+              f'| MACs before → after | {_f(s["macs_before"], ",")} → '
+              f'{_f(s["macs_after"], ",")} |']
+    for kind, (k, total) in s['kept'].items():
+      lines.append(f'| kept {kind} (last state) | {k:,} of {total:,} |')
+    lines += ['', 'Minutes per state:', '', '```',
+              'State: ' + _row(range(n + 1)),
+              'Min:   ' + _row(f'{m:.1f}' for m in s['minutes']), '```', '']
+  if len(sums) > 1:
+    lines += ['## Comparison', '',
+              '| metric | ' + ' | '.join(l for l, _ in sums) + ' |',
+              '|---|' + '---|' * len(sums)]
+    rows = [('state 0', lambda s: _f(s['state0'], suffix='%')),
+            ('best (state)', lambda s: f'{s["best"]:.2f}% ({s["best_state"]})'),
+            ('mean over states 2..N', lambda s: _f(s['mean'], suffix='%')),
+            ('std (population)', lambda s: _f(s['std'])),
+            ('retention', lambda s: _f(s['retention'], '.1f', '%')),
+            ('params after', lambda s: _f(s['params_after'], ',')),
+            ('compression', lambda s: _f(s['compression'], '.2f', '×')),
+            ('minutes per state (mean)',
+             lambda s: f'{sum(s["minutes"]) / len(s["minutes"]):.1f}')]
+    for name, fn in rows:
+      lines.append(f'| {name} | ' + ' | '.join(fn(s) for _, s in sums) + ' |')
+    lines.append('')
+  lines += ['![accuracy per state](accuracy.png)', '',
+            '![minutes per state](time.png)', '']
+  return '\n'.join(lines)
+
+
+def plot(runs: list[tuple[dict[str, Any], str]], out: str) -> list[str]:
+  """accuracy.png and time.png; returns their paths."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  paths = []
+  for name, key, ylabel in (('accuracy.png', 'acc', 'test top-1 (%) at best '
+                             'validation epoch'),
+                            ('time.png', 'minutes', 'minutes')):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run, workdir in runs:
+      s = summary(run)
+      ax.plot(range(len(s[key])), s[key], marker='o',
+              label=_label(run, workdir, runs))
+    ax.set_xlabel('state')
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+def report(workdirs: list[str], out: str | None = None) -> str:
+  """Writes report.md and the plots; returns the report.md path."""
+  if not workdirs:
+    raise ReportError('Pass at least one --workdir.')
+  runs = [(load(w), w) for w in workdirs]
+  out = out or workdirs[0]
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, 'report.md')
+  with open(path, 'w') as f:
+    f.write(markdown(runs))
+  plot(runs, out)
+  return path
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    path = report(FLAGS.workdir or [], FLAGS.out)
+  except (ReportError, OSError, KeyError, ValueError) as e:
+    sys.exit(f'jaxprune.report: error: {e}')
+  print(f'Wrote {path}')
+
+
+if __name__ == '__main__':
+  app.run(main)
