@@ -17,3 +17,16 @@ def data_dir(tmp_path_factory):
   from jaxprune.data import offline  # pylint: disable=g-import-not-at-top
   offline.prepare('sklearn_digits', path)
   return path
+
+
+@pytest.fixture(scope='module')
+def compile_cache(tmp_path_factory):
+  """A persistent XLA cache shared by the xdist workers, so that configs of
+  one model compile once (an env dict for `test_train.run_main`)."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # Common to all workers of this session.
+  path = root / 'xla_cache'
+  path.mkdir(exist_ok=True)
+  return {'JAX_COMPILATION_CACHE_DIR': str(path),
+          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}

@@ -9,20 +9,10 @@ import pytest
 from conftest import REPO
 from test_train import TINY, run_main
 
+# Smoke runs use one CPU device: sharding over 8 fake devices is covered by
+# the offline run below and tests/test_train.py.
+ONE_DEVICE = '--xla_force_host_platform_device_count=1'
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'reprune', '*.py')))
-
-
-@pytest.fixture(scope='module')
-def compile_cache(tmp_path_factory):
-  """A persistent XLA cache shared by the xdist workers, so that configs of
-  one model compile once."""
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get('PYTEST_XDIST_WORKER'):
-    root = root.parent  # Common to all workers of this session.
-  path = root / 'xla_cache'
-  path.mkdir(exist_ok=True)
-  return {'JAX_COMPILATION_CACHE_DIR': str(path),
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
 
 
 def results_of(workdir):
@@ -39,7 +29,7 @@ def test_config_runs_two_steps_under_mock_data(path, tmp_path, compile_cache):
                        '--config.eval_batch_size=8', '--config.data_threads=2',
                        '--config.reprune.coverage_every_epochs=0',
                        '--config.reprune.export=False', mock_examples=16,
-                       env=compile_cache)
+                       env={**compile_cache, 'XLA_FLAGS': ONE_DEVICE})
   assert code == 0, out[-3000:]
   assert 'REPrune event at epoch 0' in out, out[-3000:]
   r = results_of(workdir)

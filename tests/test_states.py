@@ -17,6 +17,7 @@ from jaxprune import checkpoint, config as config_lib, models, report
 from jaxprune import structure
 from jaxprune.errors import JaxpruneError
 from jaxprune.methods import imp, refill, states, units
+from test_reprune_run import ONE_DEVICE
 from test_train import run_main
 
 OFFLINE = os.path.join(REPO, 'configs', 'states', 'default_offline.py')
@@ -206,7 +207,7 @@ def test_rewinding_restores_the_initial_params_exactly(tmp_path, data_dir):
   _, trained = checkpoint.load(os.path.join(wd, 'state_00'))
   plan = states.Plan.load(os.path.join(wd, 'state_01', 'masks.npz'), init)
   for a, b, c, m, t in zip(*(jax.tree.leaves(x) for x in (
-      init, rewind['params'], start.params, plan.weights, trained.params))):
+      init, rewind['params'], start['params'], plan.weights, trained['params']))):
     np.testing.assert_array_equal(a, b)  # The saved rewind point is init.
     np.testing.assert_array_equal(c, a * m)  # Hard IMP: init under masks.
     assert not np.array_equal(t, a)  # State 0 did train.
@@ -229,11 +230,11 @@ def test_rewind_epoch_restores_the_state0_weights_at_that_epoch(tmp_path,
   _, epoch1 = checkpoint.load(os.path.join(wd, 'state_00'), step=spe)
   _, start = checkpoint.load(os.path.join(wd, 'state_01'), step=0)
   # Masked-forward Refill keeps the underlying weights: an exact copy.
-  for a, b in zip(jax.tree.leaves(epoch1.params),
-                  jax.tree.leaves(start.params)):
+  for a, b in zip(jax.tree.leaves(epoch1['params']),
+                  jax.tree.leaves(start['params'])):
     np.testing.assert_array_equal(a, b)
-  for a, b in zip(jax.tree.leaves(epoch1.batch_stats),
-                  jax.tree.leaves(start.batch_stats)):
+  for a, b in zip(jax.tree.leaves(epoch1['batch_stats']),
+                  jax.tree.leaves(start['batch_stats'])):
     np.testing.assert_array_equal(a, b)
 
 
@@ -249,18 +250,22 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
   s1 = full['states'][1]
   assert s1['kept'] == {'head': [2, 8], 'neuron': [76, 256]}
   assert s1['params'] == full['pruned_params']  # Slimmed = graph.
-  assert full['slim_top1'] == full['states'][2]['final_top1']
+  assert full['slim_top1'] == pytest.approx(full['states'][2]['final_top1'],
+                                           abs=1e-4)
   # RSST drove the weights outside the structure toward zero.
   _, start = checkpoint.load(os.path.join(wd, 'state_01'), step=0)
   _, end = checkpoint.load(os.path.join(wd, 'state_01'))
   plan = states.Plan.load(os.path.join(wd, 'state_01', 'masks.npz'),
-                          start.params)
-  q0 = np.asarray(start.params['block0']['attn']['query']['kernel'])
-  q1 = np.asarray(end.params['block0']['attn']['query']['kernel'])
-  out_heads = ~plan.channels['block0/attn/query']
-  assert out_heads.any() and (~out_heads).any()
-  shrink = lambda h: np.abs(q1[:, h]).mean() / np.abs(q0[:, h]).mean()
-  assert shrink(out_heads) < 0.2 < shrink(~out_heads)
+                          start['params'])
+  outside, inside = [], []
+  for b in range(2):
+    keep = plan.channels[f'block{b}/attn/query']
+    q0, q1 = (np.abs(np.asarray(t['params'][f'block{b}']['attn']['query'][
+        'kernel'])) for t in (start, end))
+    outside.append((q1[:, ~keep].sum(), q0[:, ~keep].sum()))
+    inside.append((q1[:, keep].sum(), q0[:, keep].sum()))
+  shrink = lambda pairs: sum(a for a, _ in pairs) / sum(b for _, b in pairs)
+  assert shrink(outside) < 0.3 < 0.9 < shrink(inside), (outside, inside)
 
   def cut(dst, state, *, drop_checkpoint):
     d = os.path.join(dst, f'state_{state:02d}')
@@ -292,14 +297,17 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
 
 @pytest.mark.parametrize('path', CONFIGS,
                          ids=[os.path.basename(p) for p in CONFIGS])
-def test_state_config_runs_under_mock_data(path, tmp_path):
+def test_state_config_runs_under_mock_data(path, tmp_path, compile_cache):
+  """Two states of one epoch, on one CPU device (sharding over 8 fake
+  devices is covered by the offline runs above)."""
   wd = str(tmp_path / 'run')
   code, out = run_main(f'--config={path}', f'--workdir={wd}',
                        '--config.states.num_states=2', '--config.num_epochs=1',
                        '--config.batch_size=8', '--config.eval_batch_size=8',
                        '--config.validation_size=8',
                        '--config.data_threads=2', '--config.states.export=False',
-                       mock_examples=24)
+                       mock_examples=24,
+                       env={**compile_cache, 'XLA_FLAGS': ONE_DEVICE})
   assert code == 0, out[-3000:]
   r = results(wd)
   assert r['complete'] and len(r['states']) == 2
