@@ -115,6 +115,32 @@ def seed003_recipe(c: ml_collections.ConfigDict, dataset: str,
   c.states.exponents = 4  # n.
 
 
+def resnet18_cifar_states_recipe(c: ml_collections.ConfigDict,
+                                 method: str) -> None:
+  """CIFAR ResNet-18 state loop, rate 0.2 gradual (methods.md 3.2-3.3)."""
+  c.model = 'resnet18_cifar'  # 3x3/1 stem, no max-pool, 11,173,962 params.
+  c.dataset = 'cifar10'  # Crop (pad 4) + flip.
+  c.validation_size = 5000  # 45k train / 5k validation / 10k test.
+  c.batch_size = 128  # Global batch.
+  c.eval_batch_size = 512  # Global eval batch.
+  c.num_epochs = 160  # Epochs per state.
+  c.optimizer = 'momentum'  # SGD with momentum.
+  c.learning_rate = 0.1  # Peak.
+  c.momentum = 0.9  # SGD momentum.
+  c.weight_decay = 5e-4  # Coupled L2.
+  c.schedule = 'multistep'  # x0.1 at the milestones.
+  c.lr_milestones = (80, 120)  # Epochs.
+  c.lr_gamma = 0.1  # Multistep factor.
+  c.log_every_steps = 100  # Progress lines.
+  c.method = method  # imp | refill | rsst.
+  c.states.num_states = 16  # States 0..15.
+  c.states.rate = 0.2  # Of what remains, per state.
+  c.states.amount = 'gradual'  # IMP's usual iterative schedule.
+  c.states.rewind_epoch = 1  # Rewind to the weights after epoch 1.
+  c.states.criterion = 'remain'  # CNN Refill ranking (Refill default).
+  c.states.fillback_rate = 0.0  # 0: Refill; > 0: Refill+.
+
+
 def validate(config: ml_collections.ConfigDict,
              schema: ml_collections.ConfigDict | None = None,
              prefix: str = '') -> None:

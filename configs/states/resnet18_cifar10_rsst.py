@@ -20,25 +20,5 @@ from jaxprune import config as config_lib
 
 def get_config():
   config = config_lib.base()
-  config.model = 'resnet18_cifar'  # 3x3/1 stem, no max-pool, 11,173,962 params.
-  config.dataset = 'cifar10'  # Crop (pad 4) + flip.
-  config.validation_size = 5000  # 45k train / 5k validation / 10k test.
-  config.batch_size = 128  # Structure-LTH.
-  config.eval_batch_size = 512  # Global eval batch.
-  config.num_epochs = 160  # Epochs per state.
-  config.optimizer = 'momentum'  # SGD with momentum.
-  config.learning_rate = 0.1  # Peak.
-  config.momentum = 0.9  # SGD momentum.
-  config.weight_decay = 5e-4  # Coupled L2.
-  config.schedule = 'multistep'  # x0.1 at the milestones.
-  config.lr_milestones = (80, 120)  # Epochs.
-  config.lr_gamma = 0.1  # Multistep factor.
-  config.log_every_steps = 100  # Progress lines.
-  config.method = 'rsst'  # State-loop method.
-  config.states.num_states = 16  # States 0..15.
-  config.states.rate = 0.2  # Of what remains, per state.
-  config.states.amount = 'gradual'  # IMP's usual iterative schedule.
-  config.states.rewind_epoch = 1  # Rewind to the weights after epoch 1.
-  config.states.criterion = 'remain'  # CNN Refill ranking (Refill default).
-  config.states.fillback_rate = 0.0  # 0: Refill; > 0: Refill+.
+  config_lib.resnet18_cifar_states_recipe(config, 'rsst')  # methods.md 3.
   return config

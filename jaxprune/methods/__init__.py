@@ -4,6 +4,9 @@
 pruner that `config.method` names (None for a dense run). A pruner offers
 `wrap(tx)`, `is_event(epoch)`, `event(params, opt_state, epoch, key)`,
 `channel_masks(opt_state)` and `coverage(params, opt_state)`.
+
+The state-loop methods (imp, refill, rsst) are not per-epoch pruners: they
+run `jaxprune.methods.states.run` (rewinding between states).
 """
 from jaxprune.errors import JaxpruneError
 from jaxprune.methods import reprune
