@@ -25,10 +25,14 @@ from typing import Any
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string('workdir', None, 'A state-loop workdir (repeat for '
-                          'several runs).')
-flags.DEFINE_string('out', None, 'Output directory (default: the first '
-                    'workdir).')
+
+
+def _define_flags() -> None:
+  """Command-line flags; only when run as a program (main.py has --workdir)."""
+  flags.DEFINE_multi_string('workdir', None, 'A state-loop workdir (repeat '
+                            'for several runs).')
+  flags.DEFINE_string('out', None, 'Output directory (default: the first '
+                      'workdir).')
 
 
 class ReportError(ValueError):
@@ -210,4 +214,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

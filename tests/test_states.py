@@ -250,6 +250,10 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
   s1 = full['states'][1]
   assert s1['kept'] == {'head': [2, 8], 'neuron': [76, 256]}
   assert s1['params'] == full['pruned_params']  # Slimmed = graph.
+  summ = report.summary(full)
+  assert full['summary']['best'] == summ['best'] == max(
+      s['top1'] for s in full['states'])
+  assert full['summary']['mean'] == pytest.approx(full['states'][2]['top1'])
   assert full['slim_top1'] == pytest.approx(full['states'][2]['final_top1'],
                                            abs=1e-4)
   # RSST drove the weights outside the structure toward zero.

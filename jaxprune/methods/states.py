@@ -56,7 +56,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxprune import checkpoint, data, flops, optim, structure, writers
+from jaxprune import checkpoint, data, flops, optim, report, structure
+from jaxprune import writers
 from jaxprune import optax as optax_lib
 from jaxprune import train
 from jaxprune.errors import JaxpruneError
@@ -577,6 +578,10 @@ class _Loop:
 
   def write_results(self, states, partial: bool, **extra) -> dict[str, Any]:
     out = {**self.results(states), 'complete': not partial, **extra}
+    s = report.summary(out)
+    out['summary'] = {k: s[k] for k in (
+        'state0', 'best', 'best_state', 'mean', 'std', 'retention',
+        'params_after', 'compression')}
     train.write_json(self.workdir, 'results.json', out)
     return out
 
@@ -611,7 +616,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   Returns:
     The results dict written to `<workdir>/results.json`: method, dataset,
-    model, dense_params, dense_macs and `states`, one dict per state with
+    model, dense_params, dense_macs, `summary` (state0, best, best_state,
+    mean and std over states 2..N, retention, params_after, compression:
+    `jaxprune.report.summary`) and `states`, one dict per state with
     top1/top5 (test accuracy at the epoch of best validation accuracy),
     best_val_top1, best_epoch, final_top1/final_top5, kept (kind ->
     [kept, total]), params and macs (effective, from the graph) and
