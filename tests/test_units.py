@@ -3,11 +3,13 @@ import importlib.util
 import math
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxprune import config as config_lib
 from jaxprune import flops, models, slim, structure
 from jaxprune.methods import refill, rsst, states, units
 
@@ -190,3 +192,61 @@ def test_rsst_drives_out_of_structure_weights_to_zero_over_a_state():
     _, st = tx.update({'w': jnp.zeros(4)}, st, {'w': jnp.ones(4)})
   u, _ = tx.update({'w': jnp.zeros(4)}, st, {'w': jnp.ones(4)})
   np.testing.assert_array_equal(u['w'], [0, 0, 0, 0])  # lambda(0) = 0.
+
+
+class FusedQKV(nn.Module):
+  """A pre-LN block whose attention uses one fused Dense(3 H Dh)."""
+  heads: int = 4
+  head_dim: int = 8
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    h, dh = self.heads, self.head_dim
+    x = nn.Dense(32, name='embed')(x)
+    y = nn.LayerNorm(name='ln1')(x)
+    b, t, _ = y.shape
+    qkv = nn.Dense(3 * h * dh, name='qkv')(y).reshape(b, t, 3, h, dh)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    a = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) / dh ** 0.5)
+    y = jnp.einsum('bhqk,bkhd->bqhd', a, v).reshape(b, t, h * dh)
+    x = x + nn.Dense(32, name='proj')(y)
+    y = nn.gelu(nn.Dense(64, name='fc1')(nn.LayerNorm(name='ln2')(x)))
+    x = x + nn.Dense(32, name='fc2')(y)
+    return nn.Dense(5, name='head')(x.mean(1))
+
+
+def test_fused_qkv_heads_are_units_scored_by_their_qkv_blocks():
+  model = FusedQKV()
+  x = jax.random.normal(jax.random.key(1), (2, 7, 12))
+  v = model.init(jax.random.key(0), x)
+  g = structure.trace(model.apply, v, x[:1])
+  found = units.units(g, v['params'])
+  assert [(u.kind, u.size) for u in found] == [('head', 4), ('neuron', 64)]
+  # Head c gets |w| = s[c] on its q, k and v blocks.
+  s = np.array([1.0, 3.0, 4.0, 2.0])
+  p = jax.tree.map(np.array, v['params'])
+  w = p['qkv']['kernel'].reshape(32, 3, 4, 8)
+  w[:] = np.sign(w) * s[None, None, :, None] * 0.01
+  w[w == 0] = 0.01 * s[np.nonzero(w == 0)[2]]
+  p['qkv']['kernel'] = w.reshape(32, 96)
+  np.testing.assert_allclose(units.magnitude_scores(p, found[0]),
+                             s * 0.01 * 32 * 3 * 8, rtol=1e-5)
+  method = states.Method('refill', _cfg(rate=0.5), g, p)
+  plan = method.next_plan(1, p, method.dense())
+  np.testing.assert_array_equal(plan.channels[found[0].group],
+                                [False, True, True, False])
+  slim_vars, slim_apply = slim.slim(model.apply, {'params': p}, g,
+                                    plan.channels, x[:1])
+  masked = model.apply({'params': jax.tree.map(
+      lambda a, m: a * m, p, plan.param_masks(g))}, x)
+  np.testing.assert_allclose(slim_apply(slim_vars, x), masked, atol=1e-5)
+  assert slim_vars['params']['qkv']['kernel'].shape == (32, 3 * 2 * 8)
+  assert method.effective(plan)[0] == sum(
+      a.size for a in jax.tree.leaves(slim_vars))
+
+
+def _cfg(**kw):
+  c = config_lib.states()
+  c.update(kw)
+  return c

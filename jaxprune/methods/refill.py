@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import structure
-from jaxprune.methods.units import Unit, axis_sums, magnitude_scores
+from jaxprune.methods.units import Unit, magnitude_scores, unit_sums
 
 CRITERIA = ('remain', 'magnitude', 'l1', 'l2', 'saliency')
 # Criteria that need a batch (scores from `activation_scores` or
@@ -141,12 +141,13 @@ def cnn_masks(params: Any, found: list[Unit], imp_masks: Any,
 
 
 def _unit_sum(found: list[Unit], per_producer) -> dict[str, jax.Array]:
-  """group -> sum over the unit's producers of per_producer(path, axis)."""
+  """group -> sum over the unit's producers of
+  per_producer(path, axis, index)."""
   out = {}
   for u in found:
     total = jnp.zeros((u.size,), jnp.float32)
-    for path, axis in u.producers:
-      total = total + per_producer(path, axis, u.size)
+    for i, (path, axis) in enumerate(u.producers):
+      total = total + per_producer(path, axis, u.entries(i))
     out[u.group] = total
   return out
 
@@ -178,7 +179,7 @@ def activation_scores(apply_fn: Callable[..., Any], variables: Any, x,
                       mutable=['intermediates'])
   inter = state['intermediates']
 
-  def per(path, axis, size):
+  def per(path, axis, index):
     node = inter
     for k in path[:-1]:
       if k not in node:
@@ -187,10 +188,10 @@ def activation_scores(apply_fn: Callable[..., Any], variables: Any, x,
       node = node[k]
     y = node['__call__'][0].astype(jnp.float32)
     ndim = len(np.shape(structure.lookup(variables['params'], path)))
-    y = jnp.moveaxis(y, y.ndim - (ndim - axis), 0).reshape(size, -1)
+    a = y.ndim - (ndim - axis)
     if norm == 'l1':
-      return jnp.sum(jnp.abs(y), axis=1)
-    return jnp.sqrt(jnp.sum(y * y, axis=1))
+      return unit_sums(jnp.abs(y), a, index)
+    return jnp.sqrt(unit_sums(y * y, a, index))
 
   return _unit_sum(found, per)
 
@@ -209,10 +210,9 @@ def saliency_scores(loss_fn: Callable[[Any], jax.Array], params: Any,
   """
   grads = jax.grad(loss_fn)(params)
 
-  def per(path, axis, size):
-    del size
-    return axis_sums(jnp.abs(
+  def per(path, axis, index):
+    return unit_sums(jnp.abs(
         jnp.asarray(structure.lookup(params, path), jnp.float32) *
-        jnp.asarray(structure.lookup(grads, path), jnp.float32)), axis)
+        jnp.asarray(structure.lookup(grads, path), jnp.float32)), axis, index)
 
   return _unit_sum(found, per)
