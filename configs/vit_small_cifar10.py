@@ -14,17 +14,5 @@ from jaxprune import config as config_lib
 
 def get_config():
   config = config_lib.base()
-  config.model = 'vit_small'  # Patch 4, image 32 by default.
-  config.dataset = 'cifar10'  # Crop (pad 4) + flip.
-  config.validation_size = 5000  # 45k train / 5k validation.
-  config.batch_size = 128  # Seed 003.
-  config.eval_batch_size = 512  # Global eval batch.
-  config.num_epochs = 60  # One state of seed 003.
-  config.optimizer = 'momentum'  # SGD with momentum.
-  config.learning_rate = 0.01  # Seed 003.
-  config.momentum = 0.9  # Seed 003.
-  config.weight_decay = 1e-4  # Coupled, as PyTorch SGD.
-  config.schedule = 'constant'  # Constant after warmup.
-  config.warmup_epochs = 20.0  # Linear warmup.
-  config.log_every_steps = 100  # Progress lines.
+  config_lib.seed003_training(config, 'cifar10')  # methods.md 3.1, 3.5.
   return config

@@ -8,5 +8,12 @@ class JaxpruneError(ValueError):
   """
 
 
+def check_choice(field: str, value, allowed) -> None:
+  """Raises JaxpruneError naming `field`, its bad value and the allowed ones."""
+  if value not in allowed:
+    raise JaxpruneError(f'{field}={value!r}; allowed: '
+                        f'{", ".join(map(str, allowed))}.')
+
+
 class DatasetNotPreparedError(JaxpruneError):
   """A TFDS dataset has no prepared ArrayRecord files in the data dir."""

@@ -11,22 +11,17 @@ import jax
 import ml_collections
 import optax
 
-from jaxprune.errors import JaxpruneError
+from jaxprune.errors import check_choice
 
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adamw')
 SCHEDULES = ('cosine', 'multistep', 'constant')
 DECAY_MODES = ('coupled', 'decoupled')
 
 
-def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
-  if value not in allowed:
-    raise JaxpruneError(f'{name}={value!r}; allowed: {", ".join(allowed)}.')
-
-
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            steps_per_epoch: int) -> optax.Schedule:
   """Linear warmup from 0 over `warmup_epochs`, then the main schedule."""
-  _check('schedule', config.schedule, SCHEDULES)
+  check_choice('schedule', config.schedule, SCHEDULES)
   base = config.learning_rate
   total = config.num_epochs * steps_per_epoch
   warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -64,8 +59,8 @@ def create(config: ml_collections.ConfigDict,
   Returns:
     (transformation, learning-rate schedule).
   """
-  _check('optimizer', config.optimizer, OPTIMIZERS)
-  _check('weight_decay_mode', config.weight_decay_mode, DECAY_MODES)
+  check_choice('optimizer', config.optimizer, OPTIMIZERS)
+  check_choice('weight_decay_mode', config.weight_decay_mode, DECAY_MODES)
   schedule = learning_rate_schedule(config, steps_per_epoch)
   if config.optimizer == 'adamw':
     core = optax.scale_by_adam(config.adam_b1, config.adam_b2)

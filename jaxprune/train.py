@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxprune import checkpoint, data, flops, methods, models, optim, slim
 from jaxprune import structure, writers
 from jaxprune import config as config_lib
-from jaxprune.errors import JaxpruneError
+from jaxprune.errors import JaxpruneError, check_choice
 
 
 @flax.struct.dataclass
@@ -152,17 +152,22 @@ def evaluate(apply_fn, variables, ds, spec, config, mesh) -> dict[str, float]:
           'top5': 100.0 * int(totals['top5']) / n}
 
 
-def make_pruner(config, model, shape):
-  """(pruner, channel graph) of `config.method`; (None, None) when dense."""
-  if config.method not in methods.METHODS:
-    raise JaxpruneError(f'method={config.method!r}; allowed: '
-                        f'{", ".join(methods.METHODS)}.')
-  if config.method == 'none':
-    return None, None
-  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+def trace_model(model, shape):
+  """(abstract variables, channel graph) of `model` on inputs of `shape`."""
   abstract = jax.eval_shape(lambda: model.init(
       jax.random.key(0), jnp.zeros(shape, jnp.float32), train=False))
-  graph = structure.trace(model.apply, abstract, x, train=False)
+  graph = structure.trace(model.apply, abstract,
+                          jax.ShapeDtypeStruct(shape, jnp.float32),
+                          train=False)
+  return abstract, graph
+
+
+def make_pruner(config, model, shape):
+  """(pruner, channel graph) of `config.method`; (None, None) when dense."""
+  check_choice('method', config.method, methods.METHODS)
+  if config.method == 'none':
+    return None, None
+  abstract, graph = trace_model(model, shape)
   pruner = methods.create(config, graph, abstract['params'],
                           config.num_epochs, logging.info)
   return pruner, graph

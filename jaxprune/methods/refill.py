@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import structure
-from jaxprune.methods.units import Unit, magnitude_scores, unit_sums
+from jaxprune.methods.units import Unit, magnitude_scores, producer_sum
+from jaxprune.methods.units import unit_sums
 
 CRITERIA = ('remain', 'magnitude', 'l1', 'l2', 'saliency')
 # Criteria that need a batch (scores from `activation_scores` or
@@ -141,15 +142,8 @@ def cnn_masks(params: Any, found: list[Unit], imp_masks: Any,
 
 
 def _unit_sum(found: list[Unit], per_producer) -> dict[str, jax.Array]:
-  """group -> sum over the unit's producers of
-  per_producer(path, axis, index)."""
-  out = {}
-  for u in found:
-    total = jnp.zeros((u.size,), jnp.float32)
-    for i, (path, axis) in enumerate(u.producers):
-      total = total + per_producer(path, axis, u.entries(i))
-    out[u.group] = total
-  return out
+  """group -> `units.producer_sum(unit, per_producer)`."""
+  return {u.group: producer_sum(u, per_producer) for u in found}
 
 
 def activation_scores(apply_fn: Callable[..., Any], variables: Any, x,

@@ -60,7 +60,7 @@ from jaxprune import checkpoint, data, flops, optim, report, structure
 from jaxprune import writers
 from jaxprune import optax as optax_lib
 from jaxprune import train
-from jaxprune.errors import JaxpruneError
+from jaxprune.errors import JaxpruneError, check_choice
 from jaxprune.methods import imp, refill, rsst, units
 
 METHODS = ('imp', 'refill', 'rsst')
@@ -151,10 +151,12 @@ class Method:
     self.num_weights = sum(
         int(np.prod(np.shape(structure.lookup(params, p))))
         for p in self.paths)
-    self.mode = ('hard' if name == 'imp' else 'masked_forward'
-                 ) if cfg.mask_mode == 'auto' else cfg.mask_mode
     if name == 'rsst':
-      self.mode = 'regularised'
+      self.mode = 'regularised'  # Trains every weight; see `wrap`.
+    elif cfg.mask_mode == 'auto':
+      self.mode = 'hard' if name == 'imp' else 'masked_forward'
+    else:
+      self.mode = cfg.mask_mode
     if name == 'imp' and not self.paths:
       raise JaxpruneError('IMP found no prunable kernel in this model.')
     if name != 'imp' and not self.units:
@@ -207,10 +209,8 @@ class Method:
                                        cfg.fillback_rate, scores))
     return Plan(channels)
 
-  def wrap(self, tx, plan: Plan, masks: Any, steps_per_epoch: int,
-           num_epochs: int):
-    """The state's optimizer: `tx` under the plan's masks."""
-    del plan
+  def wrap(self, tx, masks: Any, steps_per_epoch: int, num_epochs: int):
+    """The state's optimizer: `tx` under the plan's parameter masks."""
     if self.mode != 'regularised':
       return optax_lib.masked(tx, masks, mode=self.mode)
     per_epoch = self.cfg.ramp == 'epoch'
@@ -254,16 +254,12 @@ class Method:
 
 def check(name: str, cfg: ml_collections.ConfigDict) -> None:
   """Raises JaxpruneError on a bad method or `states` field."""
-  def one_of(field, value, allowed):
-    if value not in allowed:
-      raise JaxpruneError(f'{field}={value!r}; allowed: '
-                          f'{", ".join(allowed)}.')
-  one_of('method', name, METHODS)
-  one_of('states.amount', cfg.amount, AMOUNTS)
-  one_of('states.mask_mode', cfg.mask_mode, MASK_MODES)
-  one_of('states.criterion', cfg.criterion, refill.CRITERIA)
-  one_of('states.reg_schedule', cfg.reg_schedule, rsst.SCHEDULES)
-  one_of('states.ramp', cfg.ramp, RAMPS)
+  check_choice('method', name, METHODS)
+  check_choice('states.amount', cfg.amount, AMOUNTS)
+  check_choice('states.mask_mode', cfg.mask_mode, MASK_MODES)
+  check_choice('states.criterion', cfg.criterion, refill.CRITERIA)
+  check_choice('states.reg_schedule', cfg.reg_schedule, rsst.SCHEDULES)
+  check_choice('states.ramp', cfg.ramp, RAMPS)
   if not 0 < cfg.rate < 1:
     raise JaxpruneError(f'states.rate={cfg.rate}; allowed: 0 < rate < 1.')
   if cfg.num_states < 1:
@@ -318,16 +314,16 @@ class _Loop:
     if not 0 <= self.cfg.rewind_epoch <= e:
       raise JaxpruneError(f'states.rewind_epoch={self.cfg.rewind_epoch}; '
                           f'allowed: 0..{e} (num_epochs).')
-    x = jax.ShapeDtypeStruct(su.shape, jnp.float32)
+    abstract, self.graph = train.trace_model(su.model, su.shape)
     init = lambda rng: su.model.init(rng, jnp.zeros(su.shape, jnp.float32),
                                      train=False)
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    self.graph = structure.trace(su.model.apply, abstract, x, train=False)
     self.method = Method(config.method, self.cfg, self.graph,
                          abstract['params'])
     self.init_fn = jax.jit(init, out_shardings=su.replicated)
     self.abstract = abstract
-    self.dense_counts = flops.count(su.model.apply, abstract, x, train=False)
+    self.dense_counts = flops.count(
+        su.model.apply, abstract, jax.ShapeDtypeStruct(su.shape, jnp.float32),
+        train=False)
     kinds = self.method.kept_counts(self.method.dense())
     logging.info('%s on %s: %s params, %s MACs; %s: %s; %d states x %d '
                  'epochs, rate %s (%s).', config.model, config.dataset,
@@ -439,8 +435,7 @@ class _Loop:
     tx, schedule = optim.create(config, su.steps_per_epoch)
     masks = jax.device_put(plan.param_masks(self.graph), su.replicated)
     if k:
-      tx = self.method.wrap(tx, plan, masks, su.steps_per_epoch,
-                            config.num_epochs)
+      tx = self.method.wrap(tx, masks, su.steps_per_epoch, config.num_epochs)
     if rewind is None:  # A template for restoring.
       rewind = jax.tree.map(
           lambda a: jnp.zeros(a.shape, a.dtype),
@@ -458,9 +453,13 @@ class _Loop:
 
     return init(rewind, masks), tx, schedule, masks
 
-  def evaluate(self, state, masks, ds):
-    v = {'params': _apply(state.params, masks),
-         'batch_stats': state.batch_stats}
+  @staticmethod
+  def masked(state, masks):
+    """The variables of the masked network (what every state reports)."""
+    return {'params': _apply(state.params, masks),
+            'batch_stats': state.batch_stats}
+
+  def evaluate(self, v, ds):
     return train.evaluate(self.su.model.apply, v, ds, self.su.spec,
                           self.config, self.su.mesh)
 
@@ -492,6 +491,7 @@ class _Loop:
     if k == 0 and cfg.rewind_epoch == 0 and first == 0 and not self.has_rewind():
       self.save_rewind(state.params, state.batch_stats)
     best = [float(b) for b in jax.device_get(state.best)]
+    final = None
     for epoch in range(first, e):
       state = train.train_epoch(
           su, state, step_fn, epoch, rng=rng, writer=self.writer,
@@ -503,13 +503,14 @@ class _Loop:
       last = epoch + 1 == e
       step = base + int(state.step)
       if (epoch + 1) % config.eval_every_epochs == 0 or last:
-        ev = self.evaluate(state, masks, self.select_ds)
+        v = self.masked(state, masks)
+        ev = self.evaluate(v, self.select_ds)
         split = 'validation' if su.val_ds is not None else 'test'
         self.writer.write(step, split, state=k, epoch=epoch + 1, **ev)
         if ev['top1'] > best[0]:
-          test = (ev if su.val_ds is None else
-                  self.evaluate(state, masks, su.test_ds))
+          test = ev if su.val_ds is None else self.evaluate(v, su.test_ds)
           best = [ev['top1'], test['top1'], test['top5'], epoch + 1]
+          final = test if last else None  # The last epoch's test result.
         logging.info('%sepoch %d %s top1 %.2f%% (best %.2f%% at epoch %d, '
                      'test %.2f%%)', prefix, epoch + 1, split, ev['top1'],
                      best[0], best[3], best[1])
@@ -521,7 +522,8 @@ class _Loop:
     mgr.wait_until_finished()
     mgr.close()
     seconds = float(state.train_seconds)
-    final = self.evaluate(state, masks, su.test_ds)
+    if final is None:
+      final = self.evaluate(self.masked(state, masks), su.test_ds)
     n_params, n_macs = self.method.effective(plan)
     pct = lambda x: round(float(x), 4)  # Same after a float32 round trip.
     result = {
@@ -595,8 +597,7 @@ class _Loop:
       if last_state is None:
         last_state = self.restore_final(k, plan)
       masks = jax.device_put(plan.param_masks(self.graph), self.su.replicated)
-      v = {'params': _apply(last_state.params, masks),
-           'batch_stats': last_state.batch_stats}
+      v = self.masked(last_state, masks)
       su = self.su
       slimmed = train.slim_and_evaluate(
           su.model, self.graph, plan.channels, v, self.dense_counts,

@@ -115,14 +115,20 @@ def _fed_by_input(graph, params, prods) -> bool:
   return False
 
 
-def magnitude_scores(params: Any, unit: Unit) -> jax.Array:
-  """Sum of |W| of the unit's producer weights, per unit: float [size]."""
+def producer_sum(unit: Unit, per_producer) -> jax.Array:
+  """Sum over the unit's producers of `per_producer(path, axis, index)`
+  (each a float [size]): float32 [size]."""
   total = jnp.zeros((unit.size,), jnp.float32)
   for i, (path, axis) in enumerate(unit.producers):
-    total = total + unit_sums(
-        jnp.abs(jnp.asarray(structure.lookup(params, path), jnp.float32)),
-        axis, unit.entries(i))
+    total = total + per_producer(path, axis, unit.entries(i))
   return total
+
+
+def magnitude_scores(params: Any, unit: Unit) -> jax.Array:
+  """Sum of |W| of the unit's producer weights, per unit: float [size]."""
+  return producer_sum(unit, lambda path, axis, index: unit_sums(
+      jnp.abs(jnp.asarray(structure.lookup(params, path), jnp.float32)),
+      axis, index))
 
 
 def axis_sums(x: jax.Array, axis: int) -> jax.Array:
