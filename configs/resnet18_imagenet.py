@@ -9,11 +9,12 @@ see launch/. Expected: the seed table's dense baseline is 69.4% top-1 at
 1.81G MACs (jaxprune counts 1.814G, 11,689,512 params). Not run here (no
 GPU).
 """
+from configs import common
 from jaxprune import config as config_lib
 
 
 def get_config():
   config = config_lib.base()
-  config_lib.nvidia_imagenet_recipe(config)  # 250 epochs, batch 1024, bf16.
+  common.nvidia_imagenet_recipe(config)  # 250 epochs, batch 1024, bf16.
   config.model = 'resnet18'  # torchvision topology.
   return config

@@ -9,10 +9,11 @@ ViT-S (384 wide, 12 blocks, 6 heads, MLP 1536, patch 4, 65 tokens,
 constant, batch 128, crop + flip, 45k/5k/10k split. Seed 003 reports 80.34%
 (state 0, 60 epochs, about 160 GPU-minutes). Not run here (no GPU).
 """
+from configs import common
 from jaxprune import config as config_lib
 
 
 def get_config():
   config = config_lib.base()
-  config_lib.seed003_training(config, 'cifar10')  # methods.md 3.1, 3.5.
+  common.seed003_training(config, 'cifar10')  # Seed 003.
   return config

@@ -19,11 +19,13 @@ DECAY_MODES = ('coupled', 'decoupled')
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict,
-                           steps_per_epoch: int) -> optax.Schedule:
-  """Linear warmup from 0 over `warmup_epochs`, then the main schedule."""
+                           steps_per_epoch: int,
+                           num_epochs: int | None = None) -> optax.Schedule:
+  """Linear warmup from 0 over `warmup_epochs`, then the main schedule over
+  `num_epochs` (default `config.num_epochs`)."""
   check_choice('schedule', config.schedule, SCHEDULES)
   base = config.learning_rate
-  total = config.num_epochs * steps_per_epoch
+  total = (num_epochs or config.num_epochs) * steps_per_epoch
   warmup = int(config.warmup_epochs * steps_per_epoch)
   if config.schedule == 'cosine':
     main = optax.cosine_decay_schedule(base, max(1, total - warmup))
@@ -44,9 +46,9 @@ def decay_mask(params: Any, include_norm_bias: bool) -> Any:
   return jax.tree.map(lambda p: include_norm_bias or p.ndim > 1, params)
 
 
-def create(config: ml_collections.ConfigDict,
-           steps_per_epoch: int) -> tuple[optax.GradientTransformation,
-                                          optax.Schedule]:
+def create(config: ml_collections.ConfigDict, steps_per_epoch: int,
+           num_epochs: int | None = None
+           ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Builds the optimizer named by `config.optimizer`.
 
   Args:
@@ -55,13 +57,14 @@ def create(config: ml_collections.ConfigDict,
       weight_decay_norm_bias, schedule, warmup_epochs, lr_milestones,
       lr_gamma, num_epochs).
     steps_per_epoch: optimizer steps in one epoch.
+    num_epochs: epochs the schedule spans (default `config.num_epochs`).
 
   Returns:
     (transformation, learning-rate schedule).
   """
   check_choice('optimizer', config.optimizer, OPTIMIZERS)
   check_choice('weight_decay_mode', config.weight_decay_mode, DECAY_MODES)
-  schedule = learning_rate_schedule(config, steps_per_epoch)
+  schedule = learning_rate_schedule(config, steps_per_epoch, num_epochs)
   if config.optimizer == 'adamw':
     core = optax.scale_by_adam(config.adam_b1, config.adam_b2)
   elif config.optimizer == 'sgd':

@@ -60,6 +60,8 @@ class Group:
     residual: the channels pass through an elementwise add of two branches.
     prunable: False where pruning cannot be done safely (see `reason`).
     reason: why the group is not prunable ('' when it is).
+    touches_input: the channels are an axis of the model input (e.g. RGB).
+    touches_output: the channels are an axis of the model output (logits).
     producers: kernel axes that create the channels (conv/dense outputs).
     consumers: kernel axes that read the channels (conv/dense inputs).
     index: for members whose axis is composite, an int array [size, k]:
@@ -72,6 +74,8 @@ class Group:
   residual: bool = False
   prunable: bool = True
   reason: str = ''
+  touches_input: bool = False
+  touches_output: bool = False
   producers: list[Member] = dataclasses.field(default_factory=list)
   consumers: list[Member] = dataclasses.field(default_factory=list)
   index: dict[Member, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -188,6 +192,7 @@ class _Tracer:
     self.blocked: dict[Node, str] = {}
     self.spatial: set[Node] = set()
     self.io: dict[Node, str] = {}
+    self.touches: dict[Node, set[str]] = collections.defaultdict(set)
     self.residual: set[Node] = set()
     self.defs: list[tuple[str, Node, list[Node]]] = []  # (kind, whole, parts)
     self.fresh_nodes: dict[Any, Node] = {}
@@ -791,6 +796,9 @@ class ChannelGraph:
     io = {}
     for n, why in t.io.items():
       io.setdefault(find(n), why)
+    touches: dict[Node, set[str]] = collections.defaultdict(set)
+    for n, ends in t.touches.items():
+      touches[find(n)] |= ends
     spatial = {find(n) for n in t.spatial}
     residual = {find(n) for n in t.residual}
     # Composite definitions per class.
@@ -836,10 +844,14 @@ class ChannelGraph:
             if root in flags and p not in flags:
               flags.add(p)
               changed = True
+          if not touches[root] <= touches[p]:
+            touches[p] |= touches[root]
+            changed = True
     self._layout = layout
     self._expand_cache: dict[Node, list[tuple[Node, np.ndarray]]] = {}
     self._flags = dict(blocked=blocked, io=io, spatial=spatial,
                        residual=residual)
+    self._touches = touches
 
     # Members.
     var_invars = self.closed.jaxpr.invars[:self.n_var_leaves]
@@ -874,6 +886,8 @@ class ChannelGraph:
       groups.append(Group(
           name='', size=uf.size[g], members=[m for m, _ in ms],
           residual=g in residual, prunable=not reason, reason=reason,
+          touches_input='input' in touches[g],
+          touches_output='output' in touches[g],
           producers=[m for m, _ in ms if 'producer' in roles[m]],
           consumers=[m for m, _ in ms if 'consumer' in roles[m]],
           index={m: i for m, i in ms if i is not None}))
@@ -955,6 +969,22 @@ class ChannelGraph:
         return [(self._root_group[g], idx)
                 for g, idx in self._expand(self._t.uf.find(node))
                 if g in self._root_group]
+    raise ValueError(f'No variable {coll}/{"/".join(path)}.')
+
+  def touches(self, member: Member) -> frozenset[str]:
+    """Which ends of the model ('input', 'output') a parameter axis is tied
+    to, including axes of size 1 that form no group (a grey-scale input)."""
+    coll, path, axis = member
+    for (c, p, _), v in zip(self.leaves, self.closed.jaxpr.invars):
+      if (c, tuple(p)) == (coll, tuple(path)):
+        node = self._t.nodes.get((0, v, axis))
+        if node is None:
+          return frozenset()
+        root = self._t.uf.find(node)
+        ends = set(self._touches.get(root, ()))
+        for g, _ in self._expand(root):  # The parts of a composite axis.
+          ends |= self._touches.get(g, set())
+        return frozenset(ends)
     raise ValueError(f'No variable {coll}/{"/".join(path)}.')
 
   def full_masks(self, value: bool = True) -> dict[str, jax.Array]:
@@ -1143,6 +1173,7 @@ def trace(apply_fn: Callable[..., Any], variables: Any, *args: Any,
     t.set_info(v, _VarInfo(data=True))
     for a in range(len(_shape(v))):
       t.io[t.node(v, a)] = 'touches the model input'
+      t.touches[t.node(v, a)].add('input')
   for v in jaxpr.constvars:
     t.set_info(v, _VarInfo())
   t.walk(jaxpr)
@@ -1150,5 +1181,6 @@ def trace(apply_fn: Callable[..., Any], variables: Any, *args: Any,
     if not _is_literal(v):
       for a in range(len(_shape(v))):
         t.io[t.node(v, a)] = 'touches the model output'
+        t.touches[t.node(v, a)].add('output')
   return ChannelGraph(t, closed, variables, leaves, treedef, len(var_leaves),
                       args_treedef, out_store.get('treedef'))

@@ -1,5 +1,8 @@
-"""Test setup: 8 fake CPU devices and a private TFDS data dir."""
+"""Test setup (8 fake CPU devices, a private TFDS data dir) and the helpers
+that several test modules share (test modules never import each other)."""
 import os
+import subprocess
+import sys
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
@@ -8,6 +11,93 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 import pytest  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)  # `from configs import common` in configs.
+TINY = os.path.join(REPO, 'tests', 'configs', 'tiny.py')
+# Smoke runs use one CPU device: sharding over 8 fake devices is covered by
+# the offline runs and tests/test_engine.py.
+ONE_DEVICE = '--xla_force_host_platform_device_count=1'
+
+# `python -m jaxprune.main` inside tfds.testing.mock_data.
+MOCKED_MAIN = """
+import sys
+import tensorflow_datasets as tfds
+from absl import app
+from jaxprune import main
+with tfds.testing.mock_data(num_examples=int(sys.argv.pop(1))):
+  app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+
+def run_cli(*args, mock_examples=None, env=None):
+  """Starts `python -m jaxprune.main *args` on 8 fake CPU devices."""
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
+         'JAX_PLATFORMS': 'cpu', **(env or {})}
+  cmd = ([sys.executable, '-m', 'jaxprune.main'] if mock_examples is None else
+         [sys.executable, '-c', MOCKED_MAIN, str(mock_examples)])
+  return subprocess.Popen(cmd + list(args), cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def run_main(*args, mock_examples=None, env=None):
+  """Runs the CLI to the end; returns (exit code, output)."""
+  p = run_cli(*args, mock_examples=mock_examples, env=env)
+  out, _ = p.communicate(timeout=900)
+  return p.returncode, out
+
+
+def results_of(workdir):
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, 'results.json')) as f:
+    return json.load(f)
+
+
+def config_rows(subdir):
+  """(path, argument) of every config in configs/<subdir>, one per row of
+  configs that take an argument (`ROWS`)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  out = []
+  for path in sorted(glob.glob(os.path.join(REPO, 'configs', subdir,
+                                            '*.py'))):
+    if os.path.basename(path) in ('__init__.py', 'common.py'):
+      continue
+    spec = importlib.util.spec_from_file_location('cfg', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for arg in getattr(module, 'ROWS', (None,)):
+      out.append((path, arg))
+  return out
+
+
+def row_id(row):
+  path, arg = row
+  return os.path.basename(path) + (f':{arg}' if arg else '')
+
+
+def make_method(name, graph, params, num_epochs=10, steps_per_epoch=10,
+                **fields):
+  """A registered method built on `graph`, with its sub-dict fields set."""
+  from jaxprune import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxprune.methods import base  # pylint: disable=g-import-not-at-top
+  cls = base.get(name)
+  config = config_lib.base()
+  config.method = name
+  config.num_epochs = num_epochs
+  if fields:
+    config[cls.config_name].update(fields)
+  ctx = base.Context(graph=graph, params=params, apply_fn=None,
+                     num_epochs=num_epochs, steps_per_epoch=steps_per_epoch,
+                     log=lambda *a: None)
+  return cls(config, ctx)
+
+
+def layer(group, size, kernel, gammas=()):
+  """A channel unit produced by the kernel at `kernel` (last axis)."""
+  from jaxprune.methods import units  # pylint: disable=g-import-not-at-top
+  return units.Unit(group, size, 'channel', ((tuple(kernel), -1),),
+                    kernel=tuple(kernel), gammas=tuple(gammas))
 
 
 @pytest.fixture(scope='session')
@@ -22,7 +112,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope='module')
 def compile_cache(tmp_path_factory):
   """A persistent XLA cache shared by the xdist workers, so that configs of
-  one model compile once (an env dict for `test_train.run_main`)."""
+  one model compile once (an env dict for `run_main`)."""
   root = tmp_path_factory.getbasetemp()
   if os.environ.get('PYTEST_XDIST_WORKER'):
     root = root.parent  # Common to all workers of this session.

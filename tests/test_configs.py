@@ -1,5 +1,5 @@
-"""Every experiment config loads, validates and builds its model."""
-import glob
+"""Every experiment config (every row of those with an argument) loads,
+validates and builds its model."""
 import importlib.util
 import os
 
@@ -10,17 +10,22 @@ import pytest
 from jaxprune import config as config_lib
 from jaxprune import data, models
 
-from conftest import REPO
+from conftest import REPO, config_rows, row_id
 
-CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.py'),
-                           recursive=True))
+ROWS = config_rows('') + config_rows('reprune') + config_rows('states')
+CONFIGS = sorted({p for p, _ in ROWS})
 
 
-def load(path):
+def load(path, arg=None):
   spec = importlib.util.spec_from_file_location('cfg', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   assert module.__doc__ and 'python -m jaxprune.main' in module.__doc__
+  if hasattr(module, 'ROWS'):
+    # Rows: documented in the docstring's table, default first.
+    for r in module.ROWS:
+      assert f'| {r}' in module.__doc__, r
+    return module.get_config(arg)
   return module.get_config()
 
 
@@ -31,10 +36,9 @@ def test_dense_baselines_exist():
           'vit_small_cifar10.py'} <= names
 
 
-@pytest.mark.parametrize('path', CONFIGS,
-                         ids=[os.path.basename(p) for p in CONFIGS])
-def test_config_is_valid(path):
-  config = load(path)
+@pytest.mark.parametrize('row', ROWS, ids=[row_id(r) for r in ROWS])
+def test_config_is_valid(row):
+  config = load(*row)
   config_lib.validate(config)
   spec = data.get_spec(config.dataset)
   assert config.batch_size % 8 == 0 and config.eval_batch_size % 8 == 0
@@ -48,3 +52,12 @@ def test_seed003_vit_recipe():
   c = load(os.path.join(REPO, 'configs', 'vit_small_cifar10.py'))
   assert (c.learning_rate, c.momentum, c.weight_decay, c.warmup_epochs,
           c.batch_size, c.validation_size) == (0.01, 0.9, 1e-4, 20.0, 128, 5000)
+
+
+def test_config_argument_is_checked():
+  path = os.path.join(REPO, 'configs', 'reprune', 'resnet50_imagenet.py')
+  assert load(path).reprune.target_macs == 2.3e9  # The default row.
+  assert load(path, '1.0g').reprune.target_macs == 1.0e9
+  assert load(path, '56').reprune.target_reduction == 0.5609
+  with pytest.raises(ValueError, match="'3g'; allowed: 2.3g, 1.8g"):
+    load(path, '3g')

@@ -7,14 +7,15 @@ import numpy as np
 import optax
 import pytest
 
-from jaxprune import config as config_lib
 from jaxprune import models, structure
 from jaxprune.errors import JaxpruneError
-from jaxprune.methods import reprune
+from jaxprune.methods import allocation, reprune
+
+from conftest import layer, make_method
 
 
 def single_layer(w):
-  return reprune.Layer('g', w.shape[-1], ('k',), w.ndim - 1, ())
+  return layer('g', w.shape[-1], ('k',))
 
 
 @pytest.mark.parametrize('method', ['ward', 'single', 'complete', 'average'])
@@ -71,8 +72,7 @@ def test_equal_shapes_share_a_batch_and_match_one_by_one():
   rng = np.random.default_rng(1)
   params = {'a': rng.normal(size=(3, 3, 8, 12)).astype(np.float32),
             'b': rng.normal(size=(3, 3, 8, 12)).astype(np.float32)}
-  lays = [reprune.Layer('a', 12, ('a',), 3, ()),
-          reprune.Layer('b', 12, ('b',), 3, ())]
+  lays = [layer('a', 12, ('a',)), layer('b', 12, ('b',))]
   both, _ = reprune.select(params, lays, {'a': 4, 'b': 7},
                            tie_break='lowest_index')
   for l, p in zip(lays, (4, 7)):
@@ -139,8 +139,8 @@ def test_custom_model_groups_and_uniform_allocation():
   assert [l.group for l in lays] == ['b', 'h']  # 'a' reads the input.
   assert [l.gammas for l in lays] == [(), ()]
   with pytest.raises(JaxpruneError, match='no normalisation scale'):
-    reprune.bn_gamma_counts(v['params'], lays, 0.5)
-  counts = reprune.uniform_counts(lays, 0.55)
+    allocation.bn_gamma_counts(v['params'], lays, 0.5)
+  counts = allocation.uniform_counts(lays, 0.55)
   assert counts == {'b': 6, 'h': 7}  # ceil(5.5), ceil(6.6)
   masks, _ = reprune.select(v['params'], lays, counts,
                             tie_break='lowest_index')
@@ -152,13 +152,13 @@ def test_custom_model_groups_and_uniform_allocation():
 def test_bn_gamma_quantile_by_hand():
   params = {'x': {'scale': np.array([0.1, 0.5, 0.9, 0.2])},
             'y': {'scale': np.array([-0.05, 0.3, 1.0, 0.7, 0.6, 0.4])}}
-  lays = [reprune.Layer('x', 4, ('x', 'k'), 3, (('x', 'scale'),)),
-          reprune.Layer('y', 6, ('y', 'k'), 3, (('y', 'scale'),))]
+  lays = [layer('x', 4, ('x', 'k'), (('x', 'scale'),)),
+          layer('y', 6, ('y', 'k'), (('y', 'scale'),))]
   # |gamma| sorted: .05 .1 .2 .3 .4 .5 .6 .7 .9 1.0; the 0.4 quantile is
   # .05 + .4 * 9 -> position 3.6 -> 0.3 + 0.6 * 0.1 = 0.36.
-  assert reprune.bn_gamma_counts(params, lays, 0.4) == {'x': 2, 'y': 2}
+  assert allocation.bn_gamma_counts(params, lays, 0.4) == {'x': 2, 'y': 2}
   thr = np.quantile([.05, .1, .2, .3, .4, .5, .6, .7, .9, 1.0], 0.7)
-  assert reprune.bn_gamma_counts(params, lays, 0.7) == {
+  assert allocation.bn_gamma_counts(params, lays, 0.7) == {
       'x': int(np.sum(np.array([.1, .5, .9, .2]) <= thr)),
       'y': int(np.sum(np.array([.05, .3, 1.0, .7, .6, .4]) <= thr))}
 
@@ -171,9 +171,9 @@ TARGETS = [('resnet56', 32, 125485696 * (1 - 0.6038)),
            ('resnet50', 224, 4089184256 * (1 - 0.5609))]
 
 
-@pytest.mark.parametrize('allocation', ['bn_gamma', 'uniform'])
+@pytest.mark.parametrize('alloc', ['bn_gamma', 'uniform'])
 @pytest.mark.parametrize('name,size,target', TARGETS)
-def test_flops_target_within_one_percent(name, size, target, allocation):
+def test_flops_target_within_one_percent(name, size, target, alloc):
   model = models.create(name, 10 if size == 32 else 1000)
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(
@@ -182,11 +182,10 @@ def test_flops_target_within_one_percent(name, size, target, allocation):
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda a: rng.normal(size=a.shape).astype(
       np.float32), v['params'])
-  cfg = config_lib.reprune()
-  cfg.allocation, cfg.target_macs = allocation, target
-  pruner = reprune.Pruner(cfg, g, params, num_epochs=10, log=lambda *a: None)
-  s, counts, _, used = pruner._sparsity(params, allocation)
-  assert used == allocation and 0 < s < 1
+  pruner = make_method('reprune', g, params, allocation=alloc,
+                       target_macs=target)
+  s, counts, _, used = pruner._sparsity(params, alloc)
+  assert used == alloc and 0 < s < 1
   masks = {l.group: np.arange(l.size) >= counts[l.group]
            for l in pruner.lays}
   pruned_macs = g.macs(masks)
@@ -197,9 +196,7 @@ def test_alg1_masks_hit_the_flops_target_on_resnet56():
   model, v, g = trace('resnet56', 32)
   params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
                       train=False)['params']
-  cfg = config_lib.reprune()
-  cfg.target_reduction = 0.6038
-  pruner = reprune.Pruner(cfg, g, params, num_epochs=10, log=lambda *a: None)
+  pruner = make_method('reprune', g, params, target_reduction=0.6038)
   # Initial BN scales are all 1: the BN-gamma allocation falls back to
   # uniform for the target.
   s, counts, _, used = pruner._sparsity(params, 'bn_gamma')
@@ -234,12 +231,10 @@ def small_pruner(**overrides):
   x = jnp.zeros((1, 8, 8, 3))
   v = model.init(jax.random.key(0), x, train=False)
   g = structure.trace(model.apply, v, x, train=False)
-  cfg = config_lib.reprune()
-  cfg.update(dict(sparsity=0.5, delta0=0.25, every_epochs=2, until_epoch=6,
-                  tie_break='lowest_index', coverage_every_epochs=1))
-  cfg.update(overrides)
-  return model, v, g, reprune.Pruner(cfg, g, v['params'], num_epochs=10,
-                                     log=lambda *a: None)
+  fields = dict(sparsity=0.5, delta0=0.25, every_epochs=2, until_epoch=6,
+                tie_break='lowest_index', coverage_every_epochs=1)
+  fields.update(overrides)
+  return model, v, g, make_method('reprune', g, v['params'], **fields)
 
 
 def test_schedule_events_and_delta():
@@ -256,9 +251,9 @@ def test_soft_masks_and_regrown_weights_come_back():
   params = v['params']
   tx = p.wrap(optax.sgd(0.1))
   opt = tx.init(params)
-  params, opt, info = p.event(params, opt, 0, jax.random.key(0))
+  params, opt, info = p.event(0, 0, params, opt, jax.random.key(0))
   # Initial L1 mask at s - delta0 = 0.25 of every layer.
-  cm0 = p.channel_masks(opt)
+  cm0 = p.current_masks(opt)
   assert {k: int(m.sum()) for k, m in cm0.items()} == {
       l.group: l.size - int(np.ceil(0.25 * l.size)) for l in p.lays}
   before = jax.tree.map(np.array, params)
@@ -270,8 +265,8 @@ def test_soft_masks_and_regrown_weights_come_back():
   np.testing.assert_array_equal(k[..., ~cm0[lay.group]], 0)
   # At the final event, channels pruned at epoch 0 but kept now get their
   # last weights back.
-  params, opt, info = p.event(params, opt, 6, jax.random.key(1))
-  cm = p.channel_masks(opt)
+  params, opt, info = p.event(0, 6, params, opt, jax.random.key(1))
+  cm = p.current_masks(opt)
   assert info['delta'] == 0 and 0 < info['coverage_rate'] <= 1
   assert {k: int(m.sum()) for k, m in cm.items()} == {
       l.group: l.size - int(np.ceil(0.5 * l.size)) for l in p.lays}
@@ -303,15 +298,14 @@ def test_bn_gamma_needs_scales():
   x = jnp.ones((2, 8, 8, 2))
   v = model.init(jax.random.key(0), x)
   g = structure.trace(model.apply, v, x)
-  cfg = config_lib.reprune()
   with pytest.raises(JaxpruneError, match=r"\['b', 'h'\] have no norm"):
-    reprune.Pruner(cfg, g, v['params'], num_epochs=2)
-  cfg.allocation = 'uniform'
-  p = reprune.Pruner(cfg, g, v['params'], num_epochs=1, log=lambda *a: None)
+    make_method('reprune', g, v['params'], num_epochs=2)
+  p = make_method('reprune', g, v['params'], num_epochs=1,
+                  allocation='uniform')
   tx = p.wrap(optax.sgd(0.1))
-  params, opt, info = p.event(v['params'], tx.init(v['params']), 0,
+  params, opt, info = p.event(0, 0, v['params'], tx.init(v['params']),
                               jax.random.key(0))
   # One epoch: epoch 0 is the final event, Alg. 1 at s = 0.5 directly.
   assert info['delta'] == 0 and 'coverage_rate' in info
-  assert {k: int(m.sum()) for k, m in p.channel_masks(opt).items()} == {
+  assert {k: int(m.sum()) for k, m in p.current_masks(opt).items()} == {
       'b': 5, 'h': 6}

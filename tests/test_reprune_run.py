@@ -1,34 +1,26 @@
 """REPrune end to end: every seed-row config for 2 steps under mock data, and
 a real offline run whose slimmed network matches the masked one."""
-import glob
 import json
 import os
 
 import pytest
 
-from conftest import REPO
-from test_train import TINY, run_main
+from conftest import (ONE_DEVICE, TINY, config_rows, results_of, row_id,
+                      run_main)
 
-# Smoke runs use one CPU device: sharding over 8 fake devices is covered by
-# the offline run below and tests/test_train.py.
-ONE_DEVICE = '--xla_force_host_platform_device_count=1'
-CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'reprune', '*.py')))
+ROWS = config_rows('reprune')
 
 
-def results_of(workdir):
-  with open(os.path.join(workdir, 'results.json')) as f:
-    return json.load(f)
-
-
-@pytest.mark.parametrize('path', CONFIGS,
-                         ids=[os.path.basename(p) for p in CONFIGS])
-def test_config_runs_two_steps_under_mock_data(path, tmp_path, compile_cache):
+@pytest.mark.parametrize('row', ROWS, ids=[row_id(r) for r in ROWS])
+def test_config_runs_two_steps_under_mock_data(row, tmp_path, compile_cache):
+  path, arg = row
   workdir = str(tmp_path / 'run')
-  code, out = run_main(f'--config={path}', f'--workdir={workdir}',
+  code, out = run_main(f'--config={path}' + (f':{arg}' if arg else ''),
+                       f'--workdir={workdir}',
                        '--config.num_epochs=1', '--config.batch_size=8',
                        '--config.eval_batch_size=8', '--config.data_threads=2',
                        '--config.reprune.coverage_every_epochs=0',
-                       '--config.reprune.export=False', mock_examples=16,
+                       '--config.export=False', mock_examples=16,
                        env={**compile_cache, 'XLA_FLAGS': ONE_DEVICE})
   assert code == 0, out[-3000:]
   assert 'REPrune event at epoch 0' in out, out[-3000:]

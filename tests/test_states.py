@@ -1,6 +1,5 @@
 """The IMP / Refill / RSST state loop: amounts, plans, batch criteria,
 rewinding, resume, every config under mock data, and the report."""
-import glob
 import json
 import os
 import shutil
@@ -8,37 +7,28 @@ import shutil
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from conftest import REPO
-from jaxprune import checkpoint, config as config_lib, models, report
-from jaxprune import structure
+from jaxprune import checkpoint, models, report, structure
 from jaxprune.errors import JaxpruneError
-from jaxprune.methods import imp, refill, states, units
-from test_reprune_run import ONE_DEVICE
-from test_train import run_main
+from jaxprune.methods import base, criteria, refill, units
+from conftest import (ONE_DEVICE, REPO, config_rows, make_method, row_id,
+                      run_main)
 
 OFFLINE = os.path.join(REPO, 'configs', 'states', 'default_offline.py')
-CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'states', '*.py')))
+ROWS = config_rows('states')
 
 
 def test_kept_absolute_and_gradual_by_hand():
-  assert [states.kept(72, 0.7, k, 'absolute') for k in range(3)] == [72, 21,
+  assert [base.kept(72, 0.7, k, 'absolute') for k in range(3)] == [72, 21,
                                                                      21]
-  assert states.kept(18432, 0.7, 5, 'absolute') == 5529
+  assert base.kept(18432, 0.7, 5, 'absolute') == 5529
   # 100 -> 80 -> 64 -> 52 (64 - int(12.8)) -> 42 (52 - int(10.4)).
-  assert [states.kept(100, 0.2, k, 'gradual') for k in range(5)] == [
+  assert [base.kept(100, 0.2, k, 'gradual') for k in range(5)] == [
       100, 80, 64, 52, 42]
   with pytest.raises(JaxpruneError, match="amount='linear'.*absolute"):
-    states.kept(10, 0.5, 1, 'linear')
-
-
-def state_cfg(**kw):
-  c = config_lib.states()
-  c.update(kw)
-  return c
+    base.kept(10, 0.5, 1, 'linear')
 
 
 def traced(name, size, **kw):
@@ -51,22 +41,22 @@ def traced(name, size, **kw):
 def test_imp_plans_absolute_and_gradual():
   _, v, g = traced('vit_micro', 8)
   params = jax.tree.map(np.asarray, v['params'])
-  paths = imp.prunable_paths(g, params)
+  paths = units.prunable_kernels(g, params)
   n = sum(np.size(structure.lookup(params, p)) for p in paths)
-  m = states.Method('imp', state_cfg(rate=0.3, amount='gradual'), g, params)
+  m = make_method('imp', g, params, rate=0.3, amount='gradual')
   assert m.num_weights == n and m.mode == 'hard'
-  p1 = m.next_plan(1, params, m.dense())
+  p1 = m.plan(1, {"params": params}, m.dense())
   assert m.kept_counts(p1) == {'weights': [n - int(0.3 * n), n]}
   # Gradual: state 2 prunes 30% of state 1's survivors, within them.
-  p2 = m.next_plan(2, params, p1)
+  p2 = m.plan(2, {"params": params}, p1)
   k1 = n - int(0.3 * n)
   assert m.kept_counts(p2) == {'weights': [k1 - int(0.3 * k1), n]}
   for p in paths:
     a, b = structure.lookup(p1.weights, p), structure.lookup(p2.weights, p)
     assert not np.any(b & ~a)
   # Absolute: int(N (1 - rate)) by global |w|, wherever they are.
-  ab = states.Method('imp', state_cfg(rate=0.3), g, params)
-  p = ab.next_plan(4, params, p1)
+  ab = make_method('imp', g, params, rate=0.3)
+  p = ab.plan(4, {"params": params}, p1)
   assert ab.kept_counts(p)['weights'][0] == int(n * 0.7)
   w = np.concatenate([np.abs(structure.lookup(params, q)).ravel()
                       for q in paths])
@@ -82,8 +72,8 @@ def test_refill_and_rsst_plans_keep_global_pools(tmp_path):
   _, v, g = traced('vit_micro', 8, depth=3)
   params = jax.tree.map(np.asarray, v['params'])
   for name in ('refill', 'rsst'):
-    m = states.Method(name, state_cfg(rate=0.6), g, params)
-    plan = m.next_plan(1, params, m.dense())
+    m = make_method(name, g, params, rate=0.6)
+    plan = m.plan(1, {"params": params}, m.dense())
     want = refill.refill_masks(params, m.units, 0.6)
     assert plan.channels.keys() == want.keys()
     for k in want:
@@ -95,13 +85,13 @@ def test_refill_and_rsst_plans_keep_global_pools(tmp_path):
   # Plans round-trip through masks.npz.
   path = str(tmp_path / 'masks.npz')
   plan.save(path)
-  back = states.Plan.load(path, params)
+  back = base.Plan.load(path, params)
   assert back.weights is None and all(
       np.array_equal(back.channels[k], plan.channels[k]) for k in want)
-  imp_plan = states.Method('imp', state_cfg(), g, params).next_plan(
-      1, params, None)
+  imp_plan = make_method('imp', g, params).plan(
+      1, {'params': params}, None)
   imp_plan.save(path)
-  back = states.Plan.load(path, params)
+  back = base.Plan.load(path, params)
   for a, b in zip(jax.tree.leaves(imp_plan.weights),
                   jax.tree.leaves(back.weights)):
     np.testing.assert_array_equal(a, b)
@@ -132,8 +122,8 @@ def test_cnn_batch_criteria_match_a_numpy_reference():
   h = np.maximum(np.asarray(x) @ p['stem']['kernel'][0, 0] +
                  p['stem']['bias'], 0)
   y = h @ p['mid']['kernel'][0, 0] + p['mid']['bias']  # [4, 3, 3, 6]
-  l1 = refill.activation_scores(model.apply, v, x, found, 'l1')['mid']
-  l2 = refill.activation_scores(model.apply, v, x, found, 'l2')['mid']
+  l1 = criteria.activation(model.apply, v, x, found, 'l1')['mid']
+  l2 = criteria.activation(model.apply, v, x, found, 'l2')['mid']
   np.testing.assert_allclose(l1, np.abs(y).sum((0, 1, 2)), rtol=1e-5)
   np.testing.assert_allclose(l2, np.sqrt((y ** 2).sum((0, 1, 2))), rtol=1e-5)
   labels = jnp.array([0, 1, 2, 0])
@@ -144,7 +134,7 @@ def test_cnn_batch_criteria_match_a_numpy_reference():
 
   grad = np.asarray(jax.grad(loss)(v['params'])['mid']['kernel'])
   want = np.abs(grad * p['mid']['kernel']).sum((0, 1, 2))
-  got = refill.saliency_scores(loss, v['params'], found)['mid']
+  got = criteria.saliency(loss, v['params'], found)['mid']
   np.testing.assert_allclose(got, want, rtol=1e-5)
   # Refill keeps the channels these scores rank highest, within the budget
   # that IMP survivors fill (here 3 of 6 channels' worth).
@@ -166,16 +156,16 @@ def test_bad_state_settings_name_the_allowed_values():
       ('ramp', 'step', 'state, epoch'), ('rate', 1.0, '0 < rate < 1'),
       ('mask_mode', 'soft', 'auto, hard, masked_forward')):
     with pytest.raises(JaxpruneError, match=match):
-      states.Method('refill', state_cfg(**{field: value}), g, v['params'])
+      make_method('refill', g, v['params'], **{field: value})
   # A linear classifier: nothing between the input and the output.
   lin = nn.Dense(3)
   x = jnp.zeros((1, 4))
   lv = lin.init(jax.random.key(0), x)
   lg = structure.trace(lin.apply, lv, x)
   with pytest.raises(JaxpruneError, match='no prunable unit'):
-    states.Method('refill', state_cfg(), lg, lv['params'])
+    make_method('refill', lg, lv['params'])
   with pytest.raises(JaxpruneError, match='no prunable kernel'):
-    states.Method('imp', state_cfg(), lg, lv['params'])
+    make_method('imp', lg, lv['params'])
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +195,7 @@ def test_rewinding_restores_the_initial_params_exactly(tmp_path, data_dir):
   _, rewind = checkpoint.load(os.path.join(wd, 'rewind'))
   _, start = checkpoint.load(os.path.join(wd, 'state_01'), step=0)
   _, trained = checkpoint.load(os.path.join(wd, 'state_00'))
-  plan = states.Plan.load(os.path.join(wd, 'state_01', 'masks.npz'), init)
+  plan = base.Plan.load(os.path.join(wd, 'state_01', 'masks.npz'), init)
   for a, b, c, m, t in zip(*(jax.tree.leaves(x) for x in (
       init, rewind['params'], start['params'], plan.weights, trained['params']))):
     np.testing.assert_array_equal(a, b)  # The saved rewind point is init.
@@ -259,7 +249,7 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
   # RSST drove the weights outside the structure toward zero.
   _, start = checkpoint.load(os.path.join(wd, 'state_01'), step=0)
   _, end = checkpoint.load(os.path.join(wd, 'state_01'))
-  plan = states.Plan.load(os.path.join(wd, 'state_01', 'masks.npz'),
+  plan = base.Plan.load(os.path.join(wd, 'state_01', 'masks.npz'),
                           start['params'])
   outside, inside = [], []
   for b in range(2):
@@ -299,17 +289,17 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
     assert again['slim_top1'] == full['slim_top1']
 
 
-@pytest.mark.parametrize('path', CONFIGS,
-                         ids=[os.path.basename(p) for p in CONFIGS])
-def test_state_config_runs_under_mock_data(path, tmp_path, compile_cache):
+@pytest.mark.parametrize('row', ROWS, ids=[row_id(r) for r in ROWS])
+def test_state_config_runs_under_mock_data(row, tmp_path, compile_cache):
   """Two states of one epoch, on one CPU device (sharding over 8 fake
   devices is covered by the offline runs above)."""
+  path, arg = row
   wd = str(tmp_path / 'run')
-  code, out = run_main(f'--config={path}', f'--workdir={wd}',
-                       '--config.states.num_states=2', '--config.num_epochs=1',
+  code, out = run_main(f'--config={path}' + (f':{arg}' if arg else ''),
+                       f'--workdir={wd}', '--config.states.num_states=2', '--config.num_epochs=1',
                        '--config.batch_size=8', '--config.eval_batch_size=8',
                        '--config.validation_size=8',
-                       '--config.data_threads=2', '--config.states.export=False',
+                       '--config.data_threads=2', '--config.export=False',
                        mock_examples=24,
                        env={**compile_cache, 'XLA_FLAGS': ONE_DEVICE})
   assert code == 0, out[-3000:]

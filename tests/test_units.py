@@ -9,11 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune import config as config_lib
 from jaxprune import flops, models, slim, structure
-from jaxprune.methods import refill, rsst, states, units
+from jaxprune.methods import base, criteria, refill, rsst, units
 
-from conftest import REPO
+from conftest import REPO, make_method
 
 
 def traced(name, size=32, **kw):
@@ -26,18 +25,18 @@ def traced(name, size=32, **kw):
 def test_vit_small_at_70_percent_keeps_21_heads_and_5529_neurons():
   """Through the seed-003 config and the state loop's method."""
   spec = importlib.util.spec_from_file_location('cfg', os.path.join(
-      REPO, 'configs', 'states', 'vit_small_cifar10_refill.py'))
+      REPO, 'configs', 'states', 'vit_small_seed003.py'))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  c = module.get_config()
+  c = module.get_config('cifar10_refill')
   model, v, g = traced(c.model)
   found = units.units(g, v['params'])
   assert {k: sum(u.size for u in found if u.kind == k) for k in units.KINDS
           } == {'head': 72, 'neuron': 18432, 'channel': 0}
   heads = [u for u in found if u.kind == 'head']
   assert len(heads) == 12 and {len(u.producers) for u in heads} == {3}
-  method = states.Method(c.method, c.states, g, v['params'])
-  plan = method.next_plan(1, v['params'], method.dense())
+  method = make_method(c.method, g, v['params'], **c.states)
+  plan = method.plan(1, {'params': v['params']}, method.dense())
   assert method.kept_counts(plan) == {'head': [21, 72],
                                       'neuron': [5529, 18432]}
   cm = plan.channels
@@ -69,7 +68,7 @@ def test_refill_picks_the_top_scored_units_on_a_hand_made_vit():
           (s / per).reshape((-1,) + (1,) * (len(shape) - 1)),
           (shape[axis],) + tuple(np.delete(shape, axis))), 0, axis).copy()
     want[u.group] = s
-    np.testing.assert_allclose(units.magnitude_scores(params, u), s,
+    np.testing.assert_allclose(criteria.magnitude(params, u), s,
                                rtol=1e-5)
   cm = refill.refill_masks(params, found, 0.6)
   for kind in ('head', 'neuron'):
@@ -112,33 +111,31 @@ def test_rsst_regulariser_only_touches_weights_outside():
 
 
 def test_imp_global_magnitude_by_hand():
-  from jaxprune.methods import imp  # pylint: disable=g-import-not-at-top
   params = {'a': {'kernel': np.array([[0.1, -0.9], [0.5, 0.3]])},
             'b': {'kernel': np.array([[-0.2, 0.8, 0.05]]),
                   'bias': np.array([0.0, 0.0, 0.0])}}
   paths = [('a', 'kernel'), ('b', 'kernel')]
-  m = imp.magnitude_masks(params, paths, 0.5)
+  m = criteria.magnitude_masks(params, paths, 0.5)
   # |w| sorted: .05 .1 .2 .3 .5 .8 .9 -> the 3 smallest go (int(0.5 * 7)).
   np.testing.assert_array_equal(m['a']['kernel'], [[False, True],
                                                    [True, True]])
   np.testing.assert_array_equal(m['b']['kernel'], [[False, True, False]])
   assert m['b']['bias'].shape == (1,) and m['b']['bias'].all()
-  m2 = imp.magnitude_masks(params, paths, 0.5, m)  # 2 of the 4 left go.
+  m2 = criteria.magnitude_masks(params, paths, 0.5, m)  # 2 of the 4 left go.
   np.testing.assert_array_equal(m2['a']['kernel'], [[False, True],
                                                     [False, False]])
   np.testing.assert_array_equal(m2['b']['kernel'], [[False, True, False]])
 
 
 def test_imp_paths_skip_stem_and_head_and_cnn_refill_budget():
-  from jaxprune.methods import imp  # pylint: disable=g-import-not-at-top
   _, v, g = traced('resnet20')
-  paths = imp.prunable_paths(g, v['params'])
+  paths = units.prunable_kernels(g, v['params'])
   assert ('conv1', 'kernel') not in paths and ('fc', 'kernel') not in paths
   assert sorted(paths) == sorted((f'layer{s}_{b}', c, 'kernel') for s in
                                  range(1, 4) for b in range(3)
                                  for c in ('conv1', 'conv2'))
   _, v, g = traced('vit_micro', 8)
-  paths = imp.prunable_paths(g, v['params'])
+  paths = units.prunable_kernels(g, v['params'])
   assert {p[-2] for p in paths} == {'query', 'key', 'value', 'out', 'fc1',
                                     'fc2'}
   # CNN Refill: survivors per channel [2, 0, 1, 1] of 2 weights each ->
@@ -230,10 +227,10 @@ def test_fused_qkv_heads_are_units_scored_by_their_qkv_blocks():
   w[:] = np.sign(w) * s[None, None, :, None] * 0.01
   w[w == 0] = 0.01 * s[np.nonzero(w == 0)[2]]
   p['qkv']['kernel'] = w.reshape(32, 96)
-  np.testing.assert_allclose(units.magnitude_scores(p, found[0]),
+  np.testing.assert_allclose(criteria.magnitude(p, found[0]),
                              s * 0.01 * 32 * 3 * 8, rtol=1e-5)
-  method = states.Method('refill', _cfg(rate=0.5), g, p)
-  plan = method.next_plan(1, p, method.dense())
+  method = make_method('refill', g, p, rate=0.5)
+  plan = method.plan(1, {'params': p}, method.dense())
   np.testing.assert_array_equal(plan.channels[found[0].group],
                                 [False, True, True, False])
   slim_vars, slim_apply = slim.slim(model.apply, {'params': p}, g,
@@ -245,8 +242,3 @@ def test_fused_qkv_heads_are_units_scored_by_their_qkv_blocks():
   assert method.effective(plan)[0] == sum(
       a.size for a in jax.tree.leaves(slim_vars))
 
-
-def _cfg(**kw):
-  c = config_lib.states()
-  c.update(kw)
-  return c

@@ -7,10 +7,11 @@ Command:
 Recipe: torchvision's MobileNetV2 schedule (300 epochs, SGD 0.045 for batch
 256, wd 4e-5, cosine, bf16) with REPrune from scratch: T_prune 216 (the
 ImageNet ResNets' 180/250 ratio), Delta T 2, BN-gamma allocation at s = 0.5.
-Only the expansion (hidden) widths are pruned (methods.md 1.5): residual
+Only the expansion (hidden) widths are pruned (the paper prunes expansions only): residual
 groups are skipped by the policy; the non-residual projection outputs and
 the last 1x1 conv (the classifier input) by `exclude`. The seed table has no MobileNetV2 row. Not run here (no GPU).
 """
+from configs import common
 from jaxprune import config as config_lib
 
 
@@ -27,7 +28,7 @@ def get_config():
   config.half_precision = True  # bf16 compute.
   config.log_every_steps = 500  # Progress lines.
   config.data_threads = 32  # JPEG decoding is the host bottleneck.
-  config_lib.reprune_schedule(config, until_epoch=216)  # Methods.md 1.4.
+  common.reprune_schedule(config, until_epoch=216)  # T_prune, Delta T.
   config.reprune.sparsity = 0.5  # Global channel sparsity s.
   config.reprune.exclude = r'project_conv$|^last_conv$'  # Not expansions.
   return config

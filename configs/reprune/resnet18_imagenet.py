@@ -9,13 +9,14 @@ Recipe: NVIDIA DeepLearningExamples (250 epochs, batch 1024, SGD 0.875 /
 scratch. Not run here (no GPU): about 40 GPU-hours on 8 A6000s (Table 6).
 Paper: 1.03G FLOPs, 69.2% top-1 (dense 1.81G/69.4%).
 """
+from configs import common
 from jaxprune import config as config_lib
 
 
 def get_config():
   config = config_lib.base()
-  config_lib.nvidia_imagenet_recipe(config)  # 250 epochs, batch 1024, bf16.
+  common.nvidia_imagenet_recipe(config)  # 250 epochs, batch 1024, bf16.
   config.model = 'resnet18'  # torchvision topology.
-  config_lib.reprune_schedule(config, until_epoch=180)  # Methods.md 1.4.
+  common.reprune_schedule(config, until_epoch=180)  # T_prune, Delta T.
   config.reprune.target_macs = 1.03e9  # The seed row's FLOPs (MACs) at 224.
   return config

@@ -45,5 +45,5 @@ def get_config():
   config.states.reg_schedule = 'exp_custom_exponents'  # RSST default.
   config.states.reg_granularity_prune = 1.0  # g.
   config.states.exponents = 4  # n.
-  config.states.export = False  # No exported model for the demo.
+  config.export = False  # No exported model for the demo.
   return config

@@ -1,58 +1,32 @@
-"""Refill: structured masks from scores or IMP survivors (methods.md 3.3).
+"""Refill: structured masks from scores or IMP survivors.
+
+Chen et al., "Coarsening the Granularity: Towards Structurally Sparse
+Lottery Tickets" (ICML 2022, arXiv:2202.04736). `--config.method=refill`.
 
 Transformers: heads and MLP neurons form two global pools; each keeps its
-top `int(N (1 - rate))` units by the L1 norm of their producer weights
-(trained and unmasked, so a dropped unit can come back). CNNs: each layer
-keeps as many channels as its IMP survivors would fill (`budget =
-survivors / weights_per_channel`), plus `fillback_rate` of the rest
-(Refill+), ranked by a criterion: the survivor count (`remain`), the L1 of
-the trained weights (`magnitude`), the L1/L2 norm of the channel's output
-feature map on one batch (`l1`, `l2`: `activation_scores`), or the SNIP
-saliency sum |w dL/dw| of its producer weights (`saliency`:
-`saliency_scores`).
+top `int(N (1 - rate))` units (or the gradual count) by the L1 norm of
+their producer weights (trained and unmasked, so a dropped unit can come
+back). CNNs: each layer keeps as many channels as its IMP survivors would
+fill (`budget = survivors / weights_per_channel`), plus `fillback_rate` of
+the rest (Refill+), ranked by a criterion: the survivor count (`remain`),
+the L1 of the trained weights (`magnitude`), the L1/L2 norm of the
+channel's output feature map on one batch (`l1`, `l2`), or the SNIP
+saliency sum |w dL/dw| of its producer weights (`saliency`). By default
+the model trains on W * M (masked forward).
 """
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import structure
-from jaxprune.methods.units import Unit, magnitude_scores, producer_sum
-from jaxprune.methods.units import unit_sums
+from jaxprune.errors import JaxpruneError
+from jaxprune.methods import base, criteria, states
+from jaxprune.methods.units import Unit
 
-CRITERIA = ('remain', 'magnitude', 'l1', 'l2', 'saliency')
-# Criteria that need a batch (scores from `activation_scores` or
-# `saliency_scores`).
+CRITERIA = states.CRITERIA
+# Criteria that need a batch (`criteria.activation`, `criteria.saliency`).
 BATCH_CRITERIA = ('l1', 'l2', 'saliency')
-
-
-def keep_count(total: int, rate: float) -> int:
-  """int(N (1 - rate)): the seed-003 count of kept units."""
-  return int(total * (1 - rate))
-
-
-def global_top(scores: dict[str, jax.Array], keep: int) -> dict[str, np.ndarray]:
-  """Keeps the `keep` highest scores over all groups of one pool.
-
-  Ties go to the earlier group, then the lower index (a stable order).
-
-  Returns:
-    group -> bool keep mask.
-  """
-  names = list(scores)
-  flat = np.concatenate([np.asarray(scores[k], np.float64) for k in names])
-  if not 0 <= keep <= flat.size:
-    raise ValueError(f'keep={keep}; allowed: 0..{flat.size}.')
-  order = np.argsort(-flat, kind='stable')
-  chosen = np.zeros(flat.size, bool)
-  chosen[order[:keep]] = True
-  out, start = {}, 0
-  for k in names:
-    n = np.size(scores[k])
-    out[k] = chosen[start:start + n]
-    start += n
-  return out
 
 
 def refill_masks(params: Any, found: list[Unit], rate: float | None = None,
@@ -63,7 +37,7 @@ def refill_masks(params: Any, found: list[Unit], rate: float | None = None,
 
   Args:
     params: trained, unmasked weights (a dropped unit can come back).
-    found: units from `units`.
+    found: units (`jaxprune.methods.units`).
     rate: fraction of each pool removed.
     kinds: the pools to prune.
     keep: instead of `rate`, a function from a pool's size N to the number
@@ -75,14 +49,14 @@ def refill_masks(params: Any, found: list[Unit], rate: float | None = None,
   if keep is None:
     if rate is None:
       raise ValueError('Pass rate or keep.')
-    keep = lambda n: keep_count(n, rate)
+    keep = lambda n: base.kept(n, rate, 1, 'absolute')
   out = {}
   for kind in kinds:
     pool = [u for u in found if u.kind == kind]
     if not pool:
       continue
-    scores = {u.group: magnitude_scores(params, u) for u in pool}
-    out.update(global_top(scores, keep(sum(u.size for u in pool))))
+    scores = {u.group: criteria.magnitude(params, u) for u in pool}
+    out.update(criteria.global_top(scores, keep(sum(u.size for u in pool))))
   return out
 
 
@@ -131,7 +105,7 @@ def cnn_masks(params: Any, found: list[Unit], imp_masks: Any,
     if criterion == 'remain':
       score = survivors.astype(np.float64)
     elif criterion == 'magnitude':
-      score = np.asarray(magnitude_scores(params, u), np.float64)
+      score = np.asarray(criteria.magnitude(params, u), np.float64)
     else:
       score = np.asarray(scores[u.group], np.float64)
     order = np.argsort(-score, kind='stable')
@@ -141,72 +115,50 @@ def cnn_masks(params: Any, found: list[Unit], imp_masks: Any,
   return out
 
 
-def _unit_sum(found: list[Unit], per_producer) -> dict[str, jax.Array]:
-  """group -> `units.producer_sum(unit, per_producer)`."""
-  return {u.group: producer_sum(u, per_producer) for u in found}
+@base.register
+class Refill(states.StateLoop):
+  """Refill over the state loop (`jaxprune.methods.states`)."""
 
+  name = 'refill'
 
-def activation_scores(apply_fn: Callable[..., Any], variables: Any, x,
-                      found: list[Unit], norm: str = 'l1'
-                      ) -> dict[str, jax.Array]:
-  """L1 or L2 norm of each unit's output feature map on the batch `x`.
+  def __init__(self, config, ctx):
+    super().__init__(config, ctx)
+    if not self.units:
+      raise JaxpruneError(
+          f'{self.name} found no prunable unit (attention head, MLP neuron '
+          'or block-internal channel) in this model; prunable groups: '
+          f'{", ".join(g.name for g in ctx.graph.prunable) or "none"}.')
+    self.cnn = [u for u in self.units if u.kind == 'channel']
+    if self.cnn and not self.paths:
+      raise JaxpruneError('CNN Refill needs IMP survivors, but no kernel is '
+                          'prunable.')
 
-  The model runs in eval mode with Flax's `capture_intermediates`; a unit's
-  outputs are those of the modules owning its producer kernels (their
-  trailing output axes mirror the kernel's, so kernel axis a is output axis
-  `out.ndim - (kernel.ndim - a)`). Jittable.
+  def next_plan(self, k, trained, prev):
+    cfg, params = self.cfg, self.host(trained)
+    count = lambda n: self.count(n, k)
+    channels = refill_masks(params, self.units, keep=count)
+    if self.cnn:
+      survivors = criteria.magnitude_masks(params, self.paths,
+                                           keep=count(self.num_weights))
+      scores = (self.batch_scores(cfg.criterion, trained)
+                if cfg.criterion in BATCH_CRITERIA else None)
+      channels.update(cnn_masks(params, self.cnn, survivors, cfg.criterion,
+                                cfg.fillback_rate, scores))
+    return base.Plan(channels)
 
-  Args:
-    apply_fn: a Flax linen `apply` (`model.apply`).
-    variables: the model variables (trained, unmasked weights).
-    x: a batch of normalised inputs.
-    found: the units to score.
-    norm: 'l1' (sum |y|) or 'l2' (sqrt of sum y^2), over everything but the
-      unit axis.
+  def batch_scores(self, criterion: str, trained) -> dict[str, np.ndarray]:
+    """CNN Refill's batch criteria on the first training batch."""
+    ctx, found = self.ctx, self.cnn
+    x, batch = ctx.sample()
+    stats = trained.get('batch_stats', {})
 
-  Returns:
-    group -> float32 [size].
-  """
-  if norm not in ('l1', 'l2'):
-    raise ValueError(f"norm={norm!r}; allowed: 'l1', 'l2'.")
-  _, state = apply_fn(variables, x, train=False, capture_intermediates=True,
-                      mutable=['intermediates'])
-  inter = state['intermediates']
+    @jax.jit
+    def scores(params, x, batch):
+      v = {'params': params, 'batch_stats': stats}
+      if criterion in ('l1', 'l2'):
+        return criteria.activation(ctx.apply_fn, v, x, found, criterion)
+      return criteria.saliency(
+          lambda p: ctx.loss({'params': p, 'batch_stats': stats}, x, batch),
+          params, found)
 
-  def per(path, axis, index):
-    node = inter
-    for k in path[:-1]:
-      if k not in node:
-        raise ValueError(f'No captured output for module {path[:-1]}; '
-                         'l1/l2 scores need a Flax linen module per kernel.')
-      node = node[k]
-    y = node['__call__'][0].astype(jnp.float32)
-    ndim = len(np.shape(structure.lookup(variables['params'], path)))
-    a = y.ndim - (ndim - axis)
-    if norm == 'l1':
-      return unit_sums(jnp.abs(y), a, index)
-    return jnp.sqrt(unit_sums(y * y, a, index))
-
-  return _unit_sum(found, per)
-
-
-def saliency_scores(loss_fn: Callable[[Any], jax.Array], params: Any,
-                    found: list[Unit]) -> dict[str, jax.Array]:
-  """SNIP saliency: sum of |w * dL/dw| over each unit's producer weights.
-
-  Args:
-    loss_fn: params -> scalar loss on one batch.
-    params: the trained, unmasked weights.
-    found: the units to score.
-
-  Returns:
-    group -> float32 [size]. Jittable.
-  """
-  grads = jax.grad(loss_fn)(params)
-
-  def per(path, axis, index):
-    return unit_sums(jnp.abs(
-        jnp.asarray(structure.lookup(params, path), jnp.float32) *
-        jnp.asarray(structure.lookup(grads, path), jnp.float32)), axis, index)
-
-  return _unit_sum(found, per)
+    return jax.device_get(scores(trained['params'], x, batch))

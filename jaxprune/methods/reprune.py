@@ -1,7 +1,7 @@
 """REPrune: channel pruning by kernel representative selection.
 
 Park et al., "REPrune: Channel Pruning via Kernel Representative Selection",
-AAAI 2024; methods.md section 1. For every prunable channel group:
+AAAI 2024. For every prunable channel group:
 
 1. take the kernel of the conv (or dense layer) that produces the channels,
    `W[..., j, i]` for input channel j and output channel (filter) i;
@@ -15,103 +15,60 @@ AAAI 2024; methods.md section 1. For every prunable channel group:
 
 The per-layer sparsity s comes from the BN-gamma global quantile (Eqs. 8-9),
 is uniform, or is searched (bisection on the global sparsity) so that the
-masked network's MACs hit a target. `Pruner` runs the schedule of section
-1.4: soft masks while training from scratch, a mask event every few epochs
-with CHEX regrowth, frozen masks afterwards.
+masked network's MACs hit a target (`jaxprune.methods.allocation`). The
+method `REPrune` (`--config.method=reprune`) runs the paper's schedule:
+soft masks while training from scratch, a mask event every few epochs with
+CHEX regrowth (Chen et al., "CHEX: CHannel EXploration for CNN Model
+Compression", CVPR 2022), frozen masks afterwards.
 
 Everything here sees channel groups of a `ChannelGraph`, never model names.
 """
-import dataclasses
 import functools
 import math
-import re
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from jaxprune import cluster, coverage, structure
 from jaxprune import optax as optax_lib
-from jaxprune.errors import JaxpruneError
+from jaxprune.errors import JaxpruneError, check_choice
+from jaxprune.methods import allocation, base, criteria
+from jaxprune.methods import units as units_lib
+from jaxprune.methods.units import Unit
 
-ALLOCATIONS = ('bn_gamma', 'uniform')
-
-
-@dataclasses.dataclass(frozen=True)
-class Layer:
-  """One prunable group, seen through the kernel that produces it.
-
-  Attributes:
-    group: the channel group's name.
-    size: n, the group's channel count.
-    kernel: path (below 'params') of the producing kernel.
-    out_axis: the kernel axis of the group's channels (the last one).
-    gammas: paths of the group's normalisation scales (for Eqs. 8-9).
-  """
-  group: str
-  size: int
-  kernel: tuple[str, ...]
-  out_axis: int
-  gammas: tuple[tuple[str, ...], ...]
 
 
 def layers(graph: structure.ChannelGraph, params: Any, residual: bool = False,
-           input_layer: bool = False, exclude: str = '') -> list[Layer]:
-  """The groups that REPrune prunes, with their producing kernels.
+           input_layer: bool = False, exclude: str = '') -> list[Unit]:
+  """The units that REPrune prunes (`jaxprune.methods.units`).
 
-  A group qualifies when it is prunable, is produced by a kernel whose
-  channels lie on its last axis with plain (non-composite) indexing, and
-  passes the policy:
+  A unit qualifies when it is prunable, has a `kernel` (a producer with the
+  channels on its last axis, plain indexing; with several, the one with the
+  most input channels is clustered) and passes the policy:
 
   Args:
     graph: the model's channel graph (`jaxprune.structure.trace`).
     params: the 'params' collection (arrays or shape structs).
-    residual: also prune groups coupled to a residual add (methods.md 1.5
-      prunes only the others, so the residual stream keeps its width).
+    residual: also prune groups coupled to a residual add (the paper prunes
+      only the others, so the residual stream keeps its width).
     input_layer: also prune groups produced directly from the model input
-      (the stem), which 1.5 never prunes.
+      (the stem), which the paper never prunes.
     exclude: a regular expression; groups whose name it matches (re.search)
       are left alone.
 
   Returns:
-    The qualifying groups in graph order. When a group has several
-    producers (a depthwise conv shares an expansion conv's channels), the
-    kernel with the most input channels is clustered.
+    The qualifying units in graph order.
   """
-  pattern = re.compile(exclude) if exclude else None
-  out = []
-  for g in graph.prunable:
-    if g.residual and not residual:
-      continue
-    if pattern is not None and pattern.search(g.name):
-      continue
-    best = None
-    for p in g.producers:
-      shape = (np.shape(structure.lookup(params, p.path))
-               if p.collection == 'params' else ())
-      if len(shape) < 2 or p.axis != len(shape) - 1 or p in g.index:
-        continue
-      if best is None or shape[-2] > best[1][-2]:
-        best = (p, shape)
-    if best is None:
-      continue
-    p, shape = best
-    if not input_layer:
-      fed = graph.groups_of(structure.Member('params', p.path, len(shape) - 2))
-      if any(not gr.prunable and 'input' in gr.reason for gr, _ in fed):
-        continue
-    gammas = tuple(
-        m.path for m in g.members
-        if m.collection == 'params' and m.path[-1] == 'scale' and
-        m.axis == 0 and m not in g.index and
-        np.shape(structure.lookup(params, m.path)) == (g.size,))
-    out.append(Layer(g.name, g.size, tuple(p.path), len(shape) - 1, gammas))
-  return out
+  return units_lib.units(graph, params, kinds=None, residual=residual,
+                         input_layer=input_layer, exclude=exclude,
+                         kernel=True)
 
 
-def kernel_points(params: Any, layer: Layer) -> jax.Array:
+def kernel_points(params: Any, layer: Unit) -> jax.Array:
   """The points of Alg. 1: `[C_in, n, d]`, d = kh * kw (1 for 1x1 / dense)."""
   w = jnp.asarray(structure.lookup(params, layer.kernel))
   w = w.reshape((-1,) + w.shape[-2:])  # [d, C_in, n]
@@ -167,7 +124,7 @@ def select_batch(points: jax.Array, pruned: jax.Array, key: jax.Array | None,
   return keep, coverage.coverage_rate(labels, keep, live)
 
 
-def select(params: Any, lays: list[Layer], pruned: dict[str, Any],
+def select(params: Any, lays: list[Unit], pruned: dict[str, Any],
            key: jax.Array | None = None, method: str = 'ward',
            tie_break: str = 'random', given: dict[str, Any] | None = None):
   """Alg. 1 for every layer; equally shaped layers share one call.
@@ -248,122 +205,16 @@ def reference_select(kernel: np.ndarray, pruned: int,
 
 
 # ---------------------------------------------------------------------------
-# How much to prune per layer.
+# The initial mask and CHEX regrowth.
 # ---------------------------------------------------------------------------
 
 
-def gamma_magnitudes(params: Any, layer: Layer) -> jax.Array:
-  """|gamma| per channel, averaged over the group's normalisation scales."""
-  if not layer.gammas:
-    raise JaxpruneError(
-        f'Group {layer.group!r} has no normalisation scale for the BN-gamma '
-        "allocation; use allocation='uniform'.")
-  return jnp.mean(jnp.stack([jnp.abs(structure.lookup(params, p)) for p in
-                             layer.gammas]), axis=0)
-
-
-def bn_gamma_counts(params: Any, lays: list[Layer],
-                    sparsity: float) -> dict[str, int]:
-  """Channels to prune per layer from the global |gamma| quantile (Eq. 8-9).
-
-  gamma* = quantile(Gamma, s) over every layer's |gamma|; layer l prunes
-  #{|gamma_l| <= gamma*}. A layer that would lose every channel reports n
-  (the caller leaves it unchanged at that event).
-  """
-  if not lays:
-    return {}
-  mags = [np.asarray(gamma_magnitudes(params, l)) for l in lays]
-  thr = np.quantile(np.concatenate(mags), float(sparsity))
-  return {l.group: int(np.sum(m <= thr)) for l, m in zip(lays, mags)}
-
-
-def uniform_counts(lays: list[Layer], sparsity: float) -> dict[str, int]:
-  """p = ceil(s n) for every layer (at most n - 1)."""
-  return {l.group: min(_ceil(sparsity * l.size), l.size - 1) for l in lays}
-
-
-def _ceil(x: float) -> int:
-  return int(math.ceil(round(x, 6)))
-
-
-def macs_of_counts(graph: structure.ChannelGraph, lays: list[Layer],
-                   pruned: dict[str, int]) -> int:
-  """MACs of the network with `pruned[g]` channels of each group removed."""
-  cm = {l.group: np.arange(l.size) >= min(pruned[l.group], l.size - 1)
-        for l in lays}
-  return graph.macs(cm)
-
-
-def search(graph: structure.ChannelGraph, lays: list[Layer],
-           counts_fn: Callable[[float], dict[str, int]], target_macs: float,
-           iters: int = 40, tol: float = 0.005, refine: bool = True
-           ) -> tuple[float, dict[str, int], int]:
-  """Bisection on the global sparsity until the MACs reach `target_macs`.
-
-  Args:
-    graph: channel graph.
-    lays: pruned layers.
-    counts_fn: global sparsity -> channels to prune per layer (monotone).
-    target_macs: MACs to reach.
-    iters: bisection steps.
-    tol: relative tolerance; when the bisection ends more than `tol` below
-      the target (coarse layers), channels are given back one at a time
-      while the MACs stay at most the target.
-    refine: whether to give channels back as just said.
-
-  Returns:
-    (sparsity, counts, macs): the smallest sparsity found whose MACs are at
-    most the target, with its counts and MACs.
-  """
-  lo, hi = 0.0, 1.0
-  best = (1.0, counts_fn(1.0))
-  for _ in range(iters):
-    mid = (lo + hi) / 2
-    counts = counts_fn(mid)
-    if macs_of_counts(graph, lays, counts) <= target_macs:
-      hi, best = mid, (mid, counts)
-    else:
-      lo = mid
-  s, counts = best
-  macs = macs_of_counts(graph, lays, counts)
-  if refine and macs < (1 - tol) * target_macs:
-    counts, macs = _refine(graph, lays, counts, target_macs)
-  return s, counts, macs
-
-
-def _refine(graph, lays, counts, target_macs):
-  """Gives channels back, one per layer per pass, while MACs <= target.
-
-  Ratio-based counts move in coarse steps on narrow layers (a 16-channel
-  layer moves 6% at a time); this closes the gap below the target.
-  """
-  counts = dict(counts)
-  macs = macs_of_counts(graph, lays, counts)
-  changed = True
-  while changed:
-    changed = False
-    for l in sorted(lays, key=lambda l: -l.size):
-      if counts[l.group] <= 0:
-        continue
-      counts[l.group] -= 1
-      trial = macs_of_counts(graph, lays, counts)
-      if trial <= target_macs:
-        macs, changed = trial, True
-      else:
-        counts[l.group] += 1
-  return counts, macs
-
-
-def l1_masks(params: Any, lays: list[Layer],
+def l1_masks(params: Any, lays: list[Unit],
              pruned: dict[str, int]) -> dict[str, jax.Array]:
   """Keeps the n - p filters of largest L1 norm per layer."""
-  out = {}
-  for l in lays:
-    w = jnp.asarray(structure.lookup(params, l.kernel))
-    norms = jnp.sum(jnp.abs(w.reshape(-1, w.shape[-1])), axis=0)
-    rank = jnp.argsort(jnp.argsort(-norms, stable=True), stable=True)
-    out[l.group] = rank < l.size - min(pruned[l.group], l.size - 1)
-  return out
+  return {l.group: criteria.top_k(criteria.filter_norm(params, l, 'l1'),
+                                  l.size - min(pruned[l.group], l.size - 1))
+          for l in lays}
 
 
 @jax.jit
@@ -385,7 +236,7 @@ def _regrow_one(w, keep, extra, key):
   return keep | (rank < extra)
 
 
-def regrow(params: Any, lays: list[Layer], keep: dict[str, jax.Array],
+def regrow(params: Any, lays: list[Unit], keep: dict[str, jax.Array],
            extra: dict[str, int], key: jax.Array) -> dict[str, jax.Array]:
   """Adds `extra[g]` sampled pruned channels to each layer's keep mask."""
   out = dict(keep)
@@ -398,7 +249,7 @@ def regrow(params: Any, lays: list[Layer], keep: dict[str, jax.Array],
 
 
 # ---------------------------------------------------------------------------
-# The training schedule (methods.md 1.4).
+# The training schedule (paper section 4 and CHEX's soft phase).
 # ---------------------------------------------------------------------------
 
 
@@ -407,12 +258,14 @@ def _tree_where(mask_tree, a, b):
                       mask_tree, a, b)
 
 
-class Pruner:
+@base.register
+class REPrune(base.Method):
   """REPrune while training from scratch, with CHEX regrowth.
 
-  Soft masks live in a `jaxprune.optax.masked(mode='soft', reapply='step')`
-  state, with the current channel masks and a stash of every weight's most
-  recently used value as its aux. Events run at the start of an epoch:
+  One phase. Soft masks live in a `jaxprune.optax.masked(mode='soft',
+  reapply='step')` state, with the current channel masks and a stash of
+  every weight's most recently used value as its aux. Events run at the
+  start of an epoch:
 
   * epoch 0: L1-norm masks at sparsity s - delta0 (the initial mask; BN
     scales are all equal at initialisation, so the allocation is uniform);
@@ -423,29 +276,38 @@ class Pruner:
     masks are then frozen. (A one-epoch run has only this event, at 0.)
 
   The BN-gamma allocation falls back to uniform while all |gamma| are equal
-  (they rank nothing, e.g. at initialisation).
-
-  With a MACs target, s is found by bisection at every event (`search`).
-
-  Args:
-    cfg: the `config.reprune` ConfigDict.
-    graph: channel graph of the model (`jaxprune.structure.trace`).
-    params: the 'params' collection (arrays or shape structs).
-    num_epochs: training epochs.
-    log: a printf-style logger for progress lines.
+  (they rank nothing, e.g. at initialisation). With a MACs target, s is
+  found by bisection at every event (`allocation.search`).
   """
 
-  def __init__(self, cfg, graph: structure.ChannelGraph, params: Any,
-               num_epochs: int, log: Callable[..., None] = print):
-    if cfg.allocation not in ALLOCATIONS:
-      raise JaxpruneError(f'reprune.allocation={cfg.allocation!r}; allowed: '
-                          f'{", ".join(ALLOCATIONS)}.')
-    if cfg.linkage not in cluster.METHODS:
-      raise JaxpruneError(f'reprune.linkage={cfg.linkage!r}; allowed: '
-                          f'{", ".join(cluster.METHODS)}.')
-    if cfg.tie_break not in coverage.TIE_BREAKS:
-      raise JaxpruneError(f'reprune.tie_break={cfg.tie_break!r}; allowed: '
-                          f'{", ".join(coverage.TIE_BREAKS)}.')
+  name = 'reprune'
+  config_name = 'reprune'
+
+  @classmethod
+  def defaults(cls) -> ml_collections.ConfigDict:
+    r = ml_collections.ConfigDict()
+    r.sparsity = 0.5  # Global channel sparsity s (ignored with a MACs target).
+    r.allocation = 'bn_gamma'  # Per-layer sparsity: bn_gamma (Eqs. 8-9) | uniform.
+    r.target_macs = 0.0  # MACs per example to reach by bisection on s; 0: off.
+    r.target_reduction = 0.0  # Or: fraction of MACs to remove; 0: off.
+    r.linkage = 'ward'  # Clustering: ward | single | complete | average.
+    r.tie_break = 'random'  # Greedy coverage ties: random | lowest_index.
+    r.delta0 = 0.25  # CHEX regrowth: initial extra density; 0 disables it.
+    r.every_epochs = 2  # Delta T: epochs between mask events.
+    r.until_epoch = 96  # T_prune: masks are frozen from this epoch on.
+    r.residual = False  # Also prune groups coupled to a residual add.
+    r.input_layer = False  # Also prune groups produced from the model input.
+    r.exclude = ''  # Regex of group names never pruned.
+    r.coverage_every_epochs = 1  # Log the cluster coverage rate; 0: off.
+    return r
+
+  def __init__(self, config, ctx: base.Context):
+    super().__init__(config, ctx)
+    cfg, graph = self.cfg, ctx.graph
+    check_choice('reprune.allocation', cfg.allocation,
+                 allocation.ALLOCATIONS)
+    check_choice('reprune.linkage', cfg.linkage, cluster.METHODS)
+    check_choice('reprune.tie_break', cfg.tie_break, coverage.TIE_BREAKS)
     if not 0 <= cfg.sparsity < 1 or not 0 <= cfg.delta0 <= cfg.sparsity:
       raise JaxpruneError(
           f'reprune.sparsity={cfg.sparsity}, reprune.delta0={cfg.delta0}; '
@@ -453,8 +315,12 @@ class Pruner:
     if cfg.every_epochs < 1:
       raise JaxpruneError(f'reprune.every_epochs={cfg.every_epochs}; '
                           'allowed: an int >= 1.')
-    self.cfg, self.graph, self.log = cfg, graph, log
-    self.lays = layers(graph, params, residual=cfg.residual,
+    if cfg.target_macs and cfg.target_reduction:
+      raise JaxpruneError('Set one of reprune.target_macs and '
+                          'reprune.target_reduction, not both.')
+    self.log = ctx.log
+    self.graph = graph
+    self.lays = layers(graph, ctx.params, residual=cfg.residual,
                        input_layer=cfg.input_layer, exclude=cfg.exclude)
     if not self.lays:
       raise JaxpruneError(
@@ -469,24 +335,25 @@ class Pruner:
             f'Groups {missing} have no normalisation scale for the BN-gamma '
             "allocation; use reprune.allocation='uniform' or exclude them.")
     self.dense_macs = graph.macs(graph.full_masks())
-    if cfg.target_macs and cfg.target_reduction:
-      raise JaxpruneError('Set one of reprune.target_macs and '
-                          'reprune.target_reduction, not both.')
     self.target = (float(cfg.target_macs) if cfg.target_macs else
                    self.dense_macs * (1 - cfg.target_reduction)
                    if cfg.target_reduction else None)
-    floor = macs_of_counts(graph, self.lays,
-                           {l.group: l.size - 1 for l in self.lays})
+    floor = allocation.macs_of_counts(
+        graph, self.lays, {l.group: l.size - 1 for l in self.lays})
     if self.target is not None and not floor <= self.target < self.dense_macs:
       raise JaxpruneError(
           f'MACs target {self.target:,.0f} is out of reach; allowed: between '
           f'{floor:,} (one channel per pruned group) and {self.dense_macs:,} '
           '(dense).')
     self.until = max(int(cfg.until_epoch), 0)
-    self.final_epoch = min(self.until, num_epochs - 1)
+    self.final_epoch = min(self.until, ctx.num_epochs - 1)
     self._apply = jax.jit(self._apply_masks)
 
-  # -- optimizer ----------------------------------------------------------------
+  # -- the phase ----------------------------------------------------------------
+  def phase(self, k, plan):
+    return base.Phase(plan=plan, wrap=lambda tx, masks: self.wrap(tx),
+                      events=self.is_event)
+
   def wrap(self, inner):
     """`inner` wrapped in soft masks with a weight stash (all kept at first)."""
     full = {l.group: jnp.ones((l.size,), bool) for l in self.lays}
@@ -495,10 +362,17 @@ class Pruner:
         inner, masks=pm, mode='soft', reapply='step',
         aux=lambda p: {'stash': p, 'channels': full})
 
-  def channel_masks(self, opt_state) -> dict[str, np.ndarray]:
+  def current_masks(self, opt_state) -> dict[str, np.ndarray]:
+    """The channel masks in the optimizer state."""
     aux = optax_lib.find_state(opt_state).aux
     return {k: np.asarray(jax.device_get(v)) for k, v in
             aux['channels'].items()}
+
+  def channel_masks(self, k, plan, opt_state):
+    return self.current_masks(opt_state)
+
+  def describe(self, plan):
+    return {}
 
   def _apply_masks(self, params, opt_state, channels):
     """New masks: stash live weights, restore regrown ones, swap the state."""
@@ -523,33 +397,24 @@ class Pruner:
       return 0.0
     return self.cfg.delta0 * (1 + math.cos(math.pi * epoch / self.until)) / 2
 
-  def _counts_fn(self, params, allocation):
-    if allocation == 'bn_gamma':
-      return lambda s: bn_gamma_counts(params, self.lays, s)
-    return lambda s: uniform_counts(self.lays, s)
-
-  def _tied(self, params) -> bool:
-    mags = np.concatenate([np.asarray(gamma_magnitudes(params, l))
-                           for l in self.lays])
-    return bool(mags.max() == mags.min())
-
-  def _sparsity(self, params, allocation):
+  def _sparsity(self, params, alloc):
     """(global sparsity, counts at it, counts function, allocation used)."""
-    if allocation == 'bn_gamma' and self._tied(params):
-      allocation = 'uniform'  # Tied |gamma| (all 1 at init) rank nothing.
-    fn = self._counts_fn(params, allocation)
+    if alloc == 'bn_gamma' and allocation.gammas_tied(params, self.lays):
+      alloc = 'uniform'  # Tied |gamma| (all 1 at init) rank nothing.
+    fn = allocation.counts_fn(params, self.lays, alloc)
     if self.target is None:
-      return self.cfg.sparsity, fn(self.cfg.sparsity), fn, allocation
-    s, counts, macs = search(self.graph, self.lays, fn, self.target,
-                             refine=False)
-    if allocation != 'uniform' and abs(macs / self.target - 1) > 0.05:
+      return self.cfg.sparsity, fn(self.cfg.sparsity), fn, alloc
+    s, counts, macs = allocation.search(self.graph, self.lays, fn,
+                                        self.target, refine=False)
+    if alloc != 'uniform' and abs(macs / self.target - 1) > 0.05:
       # Mostly tied |gamma| cannot reach the target.
       return self._sparsity(params, 'uniform')
     if macs < 0.995 * self.target:
-      counts, macs = _refine(self.graph, self.lays, counts, self.target)
-    return s, counts, fn, allocation
+      counts, macs = allocation.give_back(self.graph, self.lays, counts,
+                                          self.target)
+    return s, counts, fn, alloc
 
-  def event(self, params, opt_state, epoch: int, key: jax.Array):
+  def event(self, k, epoch, params, opt_state, key):
     """Recomputes the masks at the start of `epoch`.
 
     Returns:
@@ -557,7 +422,7 @@ class Pruner:
       and a dict of host scalars for the log.
     """
     host = jax.device_get(params)
-    old = self.channel_masks(opt_state)
+    old = self.current_masks(opt_state)
     t0 = time.time()
     if epoch == 0 and self.final_epoch > 0:
       s, _, fn, alloc = self._sparsity(host, 'uniform')
@@ -600,10 +465,10 @@ class Pruner:
     host = jax.device_get(params)
     _, rates = select(host, self.lays, None, key, method=self.cfg.linkage,
                       tie_break='lowest_index',
-                      given=self.channel_masks(opt_state))
+                      given=self.current_masks(opt_state))
     return float(np.mean([float(r) for r in rates.values()]))
 
-  def epoch_end(self, params, opt_state, epoch: int) -> dict[str, float]:
+  def epoch_end(self, k, epoch, params, opt_state) -> dict[str, float]:
     """The coverage-rate log line after `epoch` (empty when not due)."""
     every = self.cfg.coverage_every_epochs
     if not every or (epoch + 1) % every:

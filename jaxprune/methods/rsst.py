@@ -1,4 +1,7 @@
-"""RSST's regularisation ramp (methods.md 3.4).
+"""RSST: the next Refill structure reached by regularisation.
+
+Regularised sparse structure training (RSST; public code zjgxwl/RSST, a
+fork of VITA-Group/Structure-LTH). `--config.method=rsst`.
 
 During state k >= 1 the weights that the Refill structure would drop get an
 extra gradient lambda(t) * w, added after backprop and before the optimizer
@@ -16,9 +19,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-SCHEDULES = ('x', 'x^2', 'x^3', 'exp', 'exp_custom_exponents')
+from jaxprune.methods import base, refill, states
+
+SCHEDULES = states.SCHEDULES
 
 
 def lam(schedule: str, step, total: int, granularity: float = 1.0,
@@ -102,3 +108,35 @@ def transform(outside: Any, schedule: str = 'exp_custom_exponents',
         state.count + 1)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+@base.register
+class RSST(refill.Refill):
+  """RSST over the state loop: every weight trains; those outside the next
+  Refill structure get lambda(t) w added to their gradient (`transform`,
+  chained before the optimizer); the structure is applied hard at every
+  evaluation, and the next structure is scored on the trained weights
+  before that cut."""
+
+  name = 'rsst'
+
+  def __init__(self, config, ctx):
+    super().__init__(config, ctx)
+    self.mode = 'regularised'
+
+  def phase(self, k, plan):
+    if k == 0:
+      return super().phase(k, plan)
+    return base.Phase(start='rewind', plan=plan, wrap=self.wrap,
+                      masked_eval=True, track_best=True)
+
+  def wrap(self, tx, masks):
+    cfg, spe = self.cfg, self.ctx.steps_per_epoch
+    per_epoch = cfg.ramp == 'epoch'
+    outside = jax.tree.map(np.logical_not, masks)
+    ramp = transform(
+        outside, cfg.reg_schedule,
+        total=spe * (1 if per_epoch else self.ctx.num_epochs),
+        granularity=cfg.reg_granularity_prune, exponents=cfg.exponents,
+        period=spe if per_epoch else None)
+    return optax.chain(ramp, tx)

@@ -1,28 +1,29 @@
-"""Prunable units of the IMP/Refill/RSST state loop (methods.md section 3).
+"""The one view of a channel group through the kernels that produce it.
 
-A *unit* is one channel group of the traced graph, classified by how its
-producing kernels hold it, never by model names:
+Every method sees a prunable group of the traced graph as a `Unit`,
+classified by how its producing kernels hold it, never by model names:
 
 * 'head': a producer kernel has a later output axis too (an attention
   projection `[D, H, Dh]`: the group is H), or the group owns contiguous
   blocks of a flat output axis (a fused qkv `Dense(3 H Dh)` reshaped to
   `(3, H, Dh)`: each head owns its Dh-blocks of q, k and v);
 * 'neuron': the producer is a 2-D dense kernel `[in, out]`;
-* 'channel': the producer is a convolution `[*spatial, in, out]`.
+* 'channel': the producer is a convolution `[*spatial, in, out]`;
+* 'other': anything else (the head dimension Dh, strided through a flat
+  axis or on the last axis of a kernel with an earlier output axis; groups
+  whose producers disagree; groups no kernel produces).
 
-Groups on the last axis of a kernel that also has an earlier output axis,
-or strided through a flat one (the head dimension Dh), are not units; neither are residual groups (the
-residual stream keeps its width) nor groups fed by the model input.
-
-`magnitude_scores` is the L1 norm of a unit's producer weights (for a head:
-its Q, K and V weights; for an MLP neuron: its fc1 weights), Refill's
-transformer criterion (`jaxprune.methods.refill`).
+A unit also carries its `kernel` (the producer whose channels lie on its
+last axis with plain indexing, the one with the most input channels: the
+filters that REPrune clusters and L1-norm criteria score), its
+normalisation scales (`gammas`, for BN-gamma criteria), and the flags
+`residual` and `fed_by_input`. `views` gives every prunable group;
+`select` (and `units`) apply a method's policy.
 """
 import dataclasses
+import re
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import structure
@@ -32,69 +33,41 @@ KINDS = ('head', 'neuron', 'channel')
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-  """A prunable group for the state-loop methods.
+  """A prunable group, seen through its producing kernels.
 
   Attributes:
     group: the channel group's name.
     size: number of units (heads, neurons or channels).
-    kind: 'head', 'neuron' or 'channel'.
+    kind: 'head', 'neuron', 'channel' or 'other' (module docstring).
     producers: (kernel path below 'params', axis) of every kernel that
       creates the units.
     index: per producer, None (unit c is entry c of the axis) or an int
       array [size, k]: the k entries of the axis that unit c owns (a
-      composite axis, `ChannelGraph` group index).
+      composite axis, `ChannelGraph` group index); () when all are plain.
+    kernel: path of the producing kernel with the group on its last axis
+      and the most input channels, or None.
+    gammas: paths of the group's normalisation scales (shape [size]).
+    residual: the group passes through a residual add.
+    fed_by_input: a producer reads the model input (the stem, the patch
+      embedding).
   """
   group: str
   size: int
   kind: str
   producers: tuple[tuple[tuple[str, ...], int], ...]
   index: tuple[Any, ...] = dataclasses.field(default=(), compare=False)
+  kernel: tuple[str, ...] | None = None
+  gammas: tuple[tuple[str, ...], ...] = ()
+  residual: bool = False
+  fed_by_input: bool = False
 
   def entries(self, i: int) -> np.ndarray | None:
     """The index of producer i (None for a plain axis)."""
     return self.index[i] if self.index else None
 
 
-def units(graph: structure.ChannelGraph, params: Any,
-          input_layer: bool = False) -> list[Unit]:
-  """The graph's units (module docstring), in graph order."""
-  out_axes: dict[tuple[str, ...], set[int]] = {}
-  for g in graph.groups:
-    for p in g.producers:
-      if p.collection == 'params':
-        out_axes.setdefault(tuple(p.path), set()).add(p.axis)
-  found = []
-  for g in graph.prunable:
-    if g.residual:
-      continue
-    prods, kinds, index = [], set(), []
-    for p in g.producers:
-      if p.collection != 'params':
-        continue
-      ndim = len(np.shape(structure.lookup(params, p.path)))
-      axes = out_axes.get(tuple(p.path), set())
-      if p in g.index:
-        # A flat axis: heads own contiguous blocks, a head dimension is
-        # strided through them.
-        kinds.add('head' if _blocks(g.index[p]) else 'sub')
-      elif any(a > p.axis for a in axes):
-        kinds.add('head')
-      elif any(a < p.axis for a in axes):
-        kinds.add('sub')
-      elif ndim == 2:
-        kinds.add('neuron')
-      elif ndim > 2:
-        kinds.add('channel')
-      prods.append((tuple(p.path), p.axis))
-      index.append(np.asarray(g.index[p]) if p in g.index else None)
-    if not prods or 'sub' in kinds or len(kinds) != 1:
-      continue
-    if not input_layer and _fed_by_input(graph, params, prods):
-      continue
-    found.append(Unit(g.name, g.size, kinds.pop(), tuple(prods),
-                      tuple(index) if any(i is not None for i in index)
-                      else ()))
-  return found
+def _shape(params, path) -> tuple[int, ...]:
+  return tuple(np.shape(structure.lookup(params, path)))
 
 
 def _blocks(index: np.ndarray) -> bool:
@@ -103,41 +76,106 @@ def _blocks(index: np.ndarray) -> bool:
   return rows.shape[1] > 1 and bool(np.any(np.diff(rows, axis=1) == 1))
 
 
-def _fed_by_input(graph, params, prods) -> bool:
-  for path, axis in prods:
-    ndim = len(np.shape(structure.lookup(params, path)))
-    for a in range(ndim):
-      if a == axis:
+def views(graph: structure.ChannelGraph, params: Any) -> list[Unit]:
+  """Every prunable group of `graph` as a `Unit`, in graph order."""
+  out_axes: dict[tuple[str, ...], set[int]] = {}
+  for g in graph.groups:
+    for p in g.producers:
+      if p.collection == 'params':
+        out_axes.setdefault(tuple(p.path), set()).add(p.axis)
+  found = []
+  for g in graph.prunable:
+    prods, kinds, index, fed = [], set(), [], False
+    kernel, kernel_in = None, -1
+    for p in g.producers:
+      if p.collection != 'params':
         continue
-      for gr, _ in graph.groups_of(structure.Member('params', path, a)):
-        if not gr.prunable and 'input' in gr.reason:
-          return True
-  return False
+      shape = _shape(params, p.path)
+      ndim = len(shape)
+      axes = out_axes.get(tuple(p.path), set())
+      if p in g.index:
+        # A flat axis: heads own contiguous blocks, a head dimension is
+        # strided through them.
+        kinds.add('head' if _blocks(g.index[p]) else 'other')
+      elif any(a > p.axis for a in axes):
+        kinds.add('head')
+      elif any(a < p.axis for a in axes):
+        kinds.add('other')
+      elif ndim == 2:
+        kinds.add('neuron')
+      elif ndim > 2:
+        kinds.add('channel')
+      prods.append((tuple(p.path), p.axis))
+      index.append(np.asarray(g.index[p]) if p in g.index else None)
+      fed |= any('input' in graph.touches(structure.Member('params', p.path,
+                                                           a))
+                 for a in range(ndim) if a != p.axis)
+      if (ndim >= 2 and p.axis == ndim - 1 and p not in g.index and
+          shape[-2] > kernel_in):
+        kernel, kernel_in = tuple(p.path), shape[-2]
+    gammas = tuple(
+        tuple(m.path) for m in g.members
+        if m.collection == 'params' and m.path[-1] == 'scale' and
+        m.axis == 0 and m not in g.index and
+        _shape(params, m.path) == (g.size,))
+    kind = kinds.pop() if len(kinds) == 1 else 'other'
+    found.append(Unit(g.name, g.size, kind, tuple(prods),
+                      tuple(index) if any(i is not None for i in index)
+                      else (), kernel, gammas, g.residual, fed))
+  return found
 
 
-def producer_sum(unit: Unit, per_producer) -> jax.Array:
-  """Sum over the unit's producers of `per_producer(path, axis, index)`
-  (each a float [size]): float32 [size]."""
-  total = jnp.zeros((unit.size,), jnp.float32)
-  for i, (path, axis) in enumerate(unit.producers):
-    total = total + per_producer(path, axis, unit.entries(i))
-  return total
+def select(found: list[Unit], kinds: tuple[str, ...] | None = None,
+           residual: bool = False, input_layer: bool = False,
+           exclude: str = '', kernel: bool = False) -> list[Unit]:
+  """A method's policy over `views(...)`.
+
+  Args:
+    found: units from `views`.
+    kinds: keep only these kinds (None: any).
+    residual: also keep groups coupled to a residual add (by default the
+      residual stream keeps its width).
+    input_layer: also keep groups produced from the model input.
+    exclude: a regular expression; units whose group name it matches
+      (re.search) are left out.
+    kernel: keep only units with a `kernel` (clustering, filter norms).
+  """
+  pattern = re.compile(exclude) if exclude else None
+  return [u for u in found
+          if (kinds is None or u.kind in kinds)
+          and (residual or not u.residual)
+          and (input_layer or not u.fed_by_input)
+          and (pattern is None or not pattern.search(u.group))
+          and (not kernel or u.kernel is not None)]
 
 
-def magnitude_scores(params: Any, unit: Unit) -> jax.Array:
-  """Sum of |W| of the unit's producer weights, per unit: float [size]."""
-  return producer_sum(unit, lambda path, axis, index: unit_sums(
-      jnp.abs(jnp.asarray(structure.lookup(params, path), jnp.float32)),
-      axis, index))
+def units(graph: structure.ChannelGraph, params: Any,
+          kinds: tuple[str, ...] | None = KINDS, **policy) -> list[Unit]:
+  """The units a method prunes: `select(views(graph, params), kinds,
+  **policy)`; by default the heads, neurons and channels off the residual
+  stream and not fed by the model input."""
+  return select(views(graph, params), kinds, **policy)
 
 
-def axis_sums(x: jax.Array, axis: int) -> jax.Array:
-  """Sums of `x` over everything but `axis`: [x.shape[axis]]."""
-  return jnp.sum(jnp.moveaxis(x, axis, 0).reshape(x.shape[axis], -1), axis=1)
+def prunable_kernels(graph: structure.ChannelGraph,
+                     params: Any) -> list[tuple[str, ...]]:
+  """Paths (below 'params') of the kernels unstructured pruning may touch.
 
-
-def unit_sums(x: jax.Array, axis: int, index=None) -> jax.Array:
-  """Per-unit sums of `x` over everything but `axis`, where unit c owns
-  entry c of the axis (index None) or the entries index[c]."""
-  per_entry = axis_sums(x, axis)
-  return per_entry if index is None else jnp.sum(per_entry[index], axis=1)
+  The kernels that produce a channel group (convs, dense and attention
+  projections), except those reading the model input (the stem conv, the
+  patch embedding) or writing the model output (the classifier head);
+  biases, norms and embeddings are never included. In graph order.
+  """
+  out = []
+  for g in graph.groups:
+    for p in g.producers:
+      path = tuple(p.path)
+      if p.collection != 'params' or path in out:
+        continue
+      ndim = len(_shape(params, path))
+      if ndim < 2:
+        continue
+      if not any(graph.touches(structure.Member('params', path, a))
+                 for a in range(ndim)):
+        out.append(path)
+  return out

@@ -1,4 +1,5 @@
-"""End-to-end runs of `jaxprune.main`: mock data, resume, bad input."""
+"""The engine end to end through `jaxprune.main`: mock data, resume, bad
+input, multi-process; and its optimizers and task loss."""
 import json
 import os
 import signal
@@ -13,41 +14,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxprune import config as config_lib
-from jaxprune import checkpoint, optim, train
+from jaxprune import checkpoint, optim
 from jaxprune.errors import JaxpruneError
+from jaxprune.tasks import classification
 
-from conftest import REPO
-
-TINY = os.path.join(REPO, 'tests', 'configs', 'tiny.py')
-
-
-# `python -m jaxprune.main` inside tfds.testing.mock_data.
-MOCKED_MAIN = """
-import sys
-import tensorflow_datasets as tfds
-from absl import app
-from jaxprune import main
-with tfds.testing.mock_data(num_examples=int(sys.argv.pop(1))):
-  app.run(main.main, flags_parser=main.parse_flags)
-"""
-
-
-def run_cli(*args, mock_examples=None, env=None):
-  """Starts `python -m jaxprune.main *args` on 8 fake CPU devices."""
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-         'JAX_PLATFORMS': 'cpu', **(env or {})}
-  cmd = ([sys.executable, '-m', 'jaxprune.main'] if mock_examples is None else
-         [sys.executable, '-c', MOCKED_MAIN, str(mock_examples)])
-  return subprocess.Popen(cmd + list(args), cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-
-
-def run_main(*args, mock_examples=None, env=None):
-  """Runs the CLI to the end; returns (exit code, output)."""
-  p = run_cli(*args, mock_examples=mock_examples, env=env)
-  out, _ = p.communicate(timeout=600)
-  return p.returncode, out
+from conftest import REPO, TINY, run_cli, run_main
 
 
 def final_params(workdir):
@@ -199,7 +170,7 @@ def test_schedules():
 
 def test_label_smoothing_cross_entropy():
   logits = np.log(np.array([[0.7, 0.2, 0.1]]))
-  got = float(train.cross_entropy(logits, np.array([0]), 3, 0.3))
+  got = float(classification.cross_entropy(logits, np.array([0]), 3, 0.3))
   target = np.array([0.8, 0.1, 0.1])
   np.testing.assert_allclose(got, -(target * logits[0]).sum(), rtol=1e-6)
 

@@ -1,0 +1,158 @@
+"""The train state, the jitted train and eval steps, and one epoch.
+
+Everything task-specific (inputs, loss, metrics) comes from the run's
+`jaxprune.tasks` task; everything method-specific arrives as an optax
+transformation (`tx`) and an optional `forward(params, opt_state)` map.
+"""
+import functools
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxprune import structure
+from jaxprune.engine.setup import Setup, check_batch
+
+
+@flax.struct.dataclass
+class TrainState:
+  """A phase's train state, checkpointed whole."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  train_seconds: jax.Array  # Wall time spent training, summed over resumes.
+  # [best validation metric, test metric and its second value at it, its
+  # epoch (1-based; 0: none yet)]; used by phases that track the best epoch.
+  best: jax.Array
+
+
+def compute_dtype(config):
+  return jnp.bfloat16 if config.half_precision else jnp.float32
+
+
+def train_step(state: TrainState, batch, rng, *, model, tx, task, config,
+               forward=None):
+  """One optimizer step; returns the new state and summed metrics.
+
+  `forward(params, opt_state)`, when given, maps the trained weights to the
+  ones the model runs on (e.g. W * M in 'masked_forward' mode), so their
+  gradient is taken through it.
+  """
+  x = task.inputs(batch, compute_dtype(config))
+  rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    if forward is not None:
+      params = forward(params, state.opt_state)
+    outputs, new_vars = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
+        mutable=['batch_stats'], rngs={'dropout': rng})
+    loss = task.loss(outputs, batch, train=True)
+    return loss, (outputs, new_vars.get('batch_stats', {}))
+
+  (loss, (outputs, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {'loss': loss, **task.train_metrics(outputs, batch)}
+  new = state.replace(step=state.step + 1, params=params,
+                      batch_stats=batch_stats, opt_state=opt_state)
+  return new, metrics
+
+
+def evaluate(su: Setup, apply_fn, variables, ds) -> dict[str, float]:
+  """The task's metrics of `apply_fn(variables)` over the source `ds`."""
+  config, task = su.config, su.task
+  check_batch(config.eval_batch_size, 'eval_batch_size')
+  dtype = compute_dtype(config)
+
+  @jax.jit
+  def step(variables, batch):
+    outputs = apply_fn(variables, task.inputs(batch, dtype), train=False)
+    return task.eval_metrics(outputs, batch)
+
+  totals = None
+  for batch in task.eval_batches(ds, config.eval_batch_size):
+    out = step(variables, su.shard(batch))
+    totals = out if totals is None else task.combine(totals, out)
+  return task.finalize(jax.device_get(totals))
+
+
+def trace_model(model, shape):
+  """(abstract variables, channel graph) of `model` on inputs of `shape`."""
+  abstract = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros(shape, jnp.float32), train=False))
+  graph = structure.trace(model.apply, abstract,
+                          jax.ShapeDtypeStruct(shape, jnp.float32),
+                          train=False)
+  return abstract, graph
+
+
+def fmt_time(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def train_epoch(su: Setup, state, step_fn: Callable, epoch: int, *, rng,
+                writer, schedule, num_epochs: int, seed: int,
+                step_base: int = 0, total_steps: int | None = None,
+                prefix: str = ''):
+  """Trains one epoch, logging every `log_every_steps` and at its end.
+
+  Args:
+    su: the run's `Setup`.
+    state: the train state (`step` counts this phase's steps).
+    step_fn: jitted `(state, batch, rng) -> (state, metrics)`.
+    epoch: 0-based epoch of this phase.
+    rng: dropout key.
+    writer: the metrics writer.
+    schedule: the learning-rate schedule (for the log).
+    num_epochs: epochs of this phase (for the log).
+    seed: data-order seed.
+    step_base: added to logged steps (the run's earlier phases).
+    total_steps: logged step of the run's end (for the ETA).
+    prefix: printed before each progress line.
+
+  Returns:
+    The new state.
+  """
+  config, spe = su.config, su.steps_per_epoch
+  total = total_steps or step_base + num_epochs * spe
+  window, acc_metrics, seen = time.time(), None, 0
+  for i, batch in enumerate(su.task.train_batches(
+      su.train_ds, config.batch_size, seed, epoch)):
+    state, m = step_fn(state, su.shard(batch), rng)
+    acc_metrics = m if acc_metrics is None else jax.tree.map(
+        jnp.add, acc_metrics, m)
+    seen += 1
+    local = epoch * spe + i + 1
+    if local % config.log_every_steps == 0 or i + 1 == spe:
+      got = jax.device_get(acc_metrics)
+      acc_metrics = None
+      rate = seen / max(time.time() - window, 1e-9)
+      loss = float(got.pop('loss')) / seen
+      extra = su.task.train_log(got, seen * config.batch_size)
+      lr = float(schedule(local))
+      eta = (total - step_base - local) / max(rate, 1e-9)
+      logging.info('%sepoch %d/%d step %d/%d loss %.4f%s %.2f steps/s lr '
+                   '%.4g ETA %s', prefix, epoch + 1, num_epochs,
+                   step_base + local, total, loss,
+                   ''.join(f' {k} {v:.2f}' for k, v in extra.items()), rate,
+                   lr, fmt_time(eta))
+      writer.write(step_base + local, 'train', epoch=epoch + 1, loss=loss,
+                   **extra, steps_per_second=rate, learning_rate=lr)
+      window, seen = time.time(), 0
+  return state
+
+
+def jit_train_step(su: Setup, tx, forward=None):
+  """The jitted, donating train step of a phase."""
+  return jax.jit(
+      functools.partial(train_step, model=su.model, tx=tx, task=su.task,
+                        config=su.config, forward=forward),
+      donate_argnums=0, out_shardings=(su.replicated, su.replicated))
