@@ -23,7 +23,7 @@ import numpy as np
 from scipy.cluster import hierarchy
 
 from jaxprune import models, structure
-from jaxprune.methods import reprune
+from jaxprune.methods import allocation, reprune
 
 flags.DEFINE_float('sparsity', 0.5, 'Uniform channel sparsity s.')
 flags.DEFINE_integer('layers', 0, 'Only the first N layers (0: all 32).')
@@ -39,7 +39,7 @@ def main(_):
   if FLAGS.layers:
     lays = lays[:FLAGS.layers]
   params = jax.device_get(v['params'])
-  pruned = reprune.uniform_counts(lays, FLAGS.sparsity)
+  pruned = allocation.uniform_counts(lays, FLAGS.sparsity)
   print(f'{len(lays)} layers, s = {FLAGS.sparsity}')
 
   t0 = time.perf_counter()

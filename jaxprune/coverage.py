@@ -1,4 +1,4 @@
-"""Greedy maximum cluster coverage (REPrune, Alg. 1; methods.md 1.2).
+"""Greedy maximum cluster coverage (REPrune, Park et al., AAAI 2024, Alg. 1).
 
 The universe is every (input channel j, cluster c) pair. Filter i covers
 (j, labels[j, i]) for every j. `greedy` picks `keep` filters one at a time,

@@ -1,4 +1,4 @@
-"""Per-state report of state-loop runs (seed 003's tables and plots).
+"""Per-state report of state-loop runs: the per-state accuracy tables and plots.
 
 Command:
   python -m jaxprune.report --workdir=/tmp/refill [--workdir=/tmp/rsst ...] \
@@ -62,7 +62,7 @@ def load(workdir: str) -> dict[str, Any]:
 
 
 def summary(run: dict[str, Any]) -> dict[str, Any]:
-  """Seed 003's statistics of one run.
+  """The per-state statistics of one run.
 
   Returns:
     acc (per state), state0, best and best_state, mean, std (population)

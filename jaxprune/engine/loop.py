@@ -363,7 +363,7 @@ class _Run:
     sel = self.su.task.selection
     if best is None:  # The phase does not track its best epoch.
       best = [float('nan'), final[names[0]], final[names[-1]], epochs]
-      split = 'none'
+      split = None
     out = {'state': k, names[0]: pct(best[1])}
     if len(names) > 1:
       out[names[1]] = pct(best[2])
