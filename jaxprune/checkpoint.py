@@ -1,14 +1,23 @@
 """Orbax checkpoints in `<workdir>/checkpoints`, guarded by run metadata.
 
-`<workdir>/run.json` records what the checkpoints hold (model, overrides,
-dataset). A rerun on the same workdir resumes; a rerun with a different
-model or dataset stops with an error before anything is written, so an
-existing checkpoint is never overwritten by an unrelated run.
+`<workdir>/run.json` records what the checkpoints hold: the whole config
+and the run's identity (model, dataset, method). A rerun on the same
+workdir resumes; a rerun whose settings differ (other than the fields that
+cannot change results, `jaxprune.config.NEUTRAL`) stops with an error
+naming them before anything is written, so an existing run is never
+overwritten by another. An unreadable newest checkpoint is skipped for an
+older one.
 """
+import contextlib
+import glob
 import json
 import os
+import sys
+import tempfile
+import time
 from typing import Any
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -19,31 +28,77 @@ def _meta_path(workdir: str) -> str:
   return os.path.join(workdir, 'run.json')
 
 
-def check_workdir(workdir: str, meta: dict[str, Any]) -> None:
-  """Raises if `workdir` holds checkpoints of a different run identity."""
+def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
+  """{'a.b': value} of a nested dict (JSON lists compare as lists)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def check_workdir(workdir: str, meta: dict[str, Any],
+                  neutral: tuple[str, ...] = ()) -> None:
+  """Raises if `workdir` holds a run whose settings differ from `meta`.
+
+  `meta` holds the whole config (`meta['config']`) and the run's identity
+  (model, dataset, method, ...). Every field is compared except the
+  `neutral` ones (fields that cannot change results). Nothing is written.
+  """
   path = _meta_path(workdir)
   if not os.path.exists(path):
     ckpt = os.path.join(workdir, 'checkpoints')
-    if os.path.isdir(ckpt) and os.listdir(ckpt):
+    results = os.path.join(workdir, 'results.json')
+    phases = glob.glob(os.path.join(workdir, 'state_*'))
+    if (os.path.isdir(ckpt) and os.listdir(ckpt)) or os.path.exists(
+        results) or phases:
       raise JaxpruneError(
-          f'{ckpt} holds checkpoints but {path} is missing, so they cannot be '
+          f'{workdir} holds a run but {path} is missing, so it cannot be '
           'matched to this config; use another --workdir.')
     return
-  with open(path) as f:
-    old = json.load(f)
-  diff = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:
+    raise JaxpruneError(f'{path} is unreadable ({e}); use another '
+                        '--workdir.') from e
+  new = json.loads(json.dumps(meta, default=str))
+  a, b = _flat(old), _flat(new)
+  skip = {f'config.{n}' for n in neutral}
+  if 'config' not in old:  # Written by an older jaxprune: identity only.
+    keys = [k for k in b if not k.startswith('config.')]
+  else:  # The whole config (which holds the identity fields too).
+    keys = sorted(k for k in set(a) | set(b) if k.startswith('config.'))
+  missing = object()
+  diff = [(k, a.get(k, missing), b.get(k, missing)) for k in keys
+          if k not in skip and a.get(k, missing) != b.get(k, missing)]
   if diff:
-    what = '; '.join(f'{k}: checkpoint has {a!r}, config asks for {b!r}'
-                     for k, (a, b) in diff.items())
-    raise JaxpruneError(f'Workdir {workdir} holds checkpoints of a different '
-                        f'run ({what}). Use another --workdir; the existing '
-                        'checkpoints were left untouched.')
+    show = lambda v: 'unset' if v is missing else repr(v)
+    what = '; '.join(f'{k.removeprefix("config.")}: {show(x)} in the '
+                     f'workdir, {show(y)} now' for k, x, y in diff)
+    raise JaxpruneError(
+        f'Workdir {workdir} holds a run with other settings ({what}). Use '
+        'another --workdir, or the settings in its run.json; nothing was '
+        'changed.')
 
 
 def write_meta(workdir: str, meta: dict[str, Any]) -> None:
-  if jax.process_index() == 0:
-    with open(_meta_path(workdir), 'w') as f:
-      json.dump(meta, f, indent=1, sort_keys=True)
+  """Writes run.json (process 0), atomically, unless it already holds
+  exactly `meta`."""
+  if jax.process_index():
+    return
+  text = json.dumps(json.loads(json.dumps(meta, default=str)), indent=1,
+                    sort_keys=True)
+  path = _meta_path(workdir)
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() == text:
+        return
+  with open(path + '.tmp', 'w') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
@@ -53,21 +108,82 @@ def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
 
 
 def restore_latest(mgr: ocp.CheckpointManager, target: Any) -> Any | None:
-  """Restores the newest checkpoint onto `target`'s shapes and shardings."""
-  step = mgr.latest_step()
-  if step is None:
+  """Restores the newest checkpoint that restores, onto `target`'s shapes
+  and shardings.
+
+  A newest checkpoint that cannot be read (a truncated or deleted file) is
+  skipped with a warning and moved aside to `<dir>.corrupt/<step>` (kept,
+  not deleted), and the next newer one is tried. Raises JaxpruneError, in
+  one line, when none restores.
+  """
+  steps = sorted(mgr.all_steps(), reverse=True)
+  if not steps:
     return None
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                      sharding=getattr(x, 'sharding', None)),
       target)
-  try:
-    return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
-  except (ValueError, KeyError, TypeError) as e:
-    raise JaxpruneError(
-        f'The checkpoint at step {step} in {mgr.directory} does not fit this '
-        f'model ({str(e).splitlines()[0][:200]}); use another --workdir.'
-    ) from e
+  errors = []
+  for step in steps:
+    try:
+      with _stderr_quiet():
+        got = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # pylint: disable=broad-except
+      msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+      errors.append((step, msg))
+      logging.warning('Checkpoint step %d in %s does not restore (%s); '
+                      'trying an older one.', step, mgr.directory, msg)
+      continue
+    if errors:
+      _set_aside(mgr, [s for s, _ in errors])
+    return got
+  step, msg = errors[0]
+  raise JaxpruneError(
+      f'No checkpoint in {mgr.directory} restores (newest, step {step}: '
+      f'{msg}); use another --workdir.')
+
+
+@contextlib.contextmanager
+def _stderr_quiet():
+  """Holds back what a failing restore's threads print to stderr (one
+  traceback per array of a corrupt checkpoint); shown again on success."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    ok = False
+    try:
+      yield
+      ok = True
+    finally:
+      if not ok:
+        time.sleep(1.0)  # The failed reads' callbacks print late.
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      if ok:
+        tmp.seek(0)
+        text = tmp.read()
+        if text:
+          os.write(2, text)
+
+
+def _set_aside(mgr: ocp.CheckpointManager, steps: list[int]) -> None:
+  """Moves unreadable checkpoint steps out of the manager's directory."""
+  if jax.process_index() == 0:
+    directory = str(mgr.directory)
+    aside = directory.rstrip('/') + '.corrupt'
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      src = os.path.join(directory, str(step))
+      if os.path.exists(src):
+        dst = os.path.join(aside, str(step))
+        if os.path.exists(dst):
+          dst += f'.{len(os.listdir(aside))}'
+        os.replace(src, dst)
+        logging.warning('Moved the unreadable checkpoint step %d to %s.',
+                        step, dst)
+  mgr.reload()
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state: Any) -> None:

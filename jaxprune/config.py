@@ -56,11 +56,48 @@ def base() -> ml_collections.ConfigDict:
   return c
 
 
+# Fields that cannot change a run's results: a rerun on a workdir may
+# change them (`jaxprune.checkpoint.check_workdir`); every other field must
+# match the run the workdir holds.
+NEUTRAL = ('log_every_steps', 'eval_batch_size', 'data_threads', 'data_dir',
+           'checkpoint_every_epochs', 'keep_checkpoints', 'distributed',
+           'export')
+
+# (field, test, what is allowed) of the generic numeric fields.
+_RANGES = (
+    ('num_epochs', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1'),
+    ('learning_rate', lambda v: v > 0, 'a number > 0'),
+    ('log_every_steps', lambda v: isinstance(v, int) and v >= 1,
+     'an int >= 1'),
+    ('checkpoint_every_epochs', lambda v: isinstance(v, int) and v >= 1,
+     'an int >= 1'),
+    ('eval_every_epochs', lambda v: isinstance(v, int) and v >= 1,
+     'an int >= 1'),
+    ('keep_checkpoints', lambda v: isinstance(v, int) and v >= 1,
+     'an int >= 1 (a run needs its newest checkpoint to resume)'),
+    ('validation_size', lambda v: isinstance(v, int) and v >= 0,
+     'an int >= 0'),
+    ('warmup_epochs', lambda v: v >= 0, 'a number >= 0'),
+    ('weight_decay', lambda v: v >= 0, 'a number >= 0'),
+    ('label_smoothing', lambda v: 0 <= v < 1, '0 <= value < 1'),
+    ('momentum', lambda v: 0 <= v < 1, '0 <= value < 1'),
+    ('data_threads', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1'),
+)
+
+
 def validate(config: ml_collections.ConfigDict,
              schema: ml_collections.ConfigDict | None = None,
              prefix: str = '') -> None:
-  """Raises JaxpruneError on a field that `base()` does not define."""
+  """Raises JaxpruneError on a field that `base()` does not define, or a
+  generic field out of its range."""
+  top = schema is None
   schema = base() if schema is None else schema
+  if top:
+    for field, ok, allowed in _RANGES:
+      value = config.get(field, schema[field])
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+          not ok(value)):
+        raise JaxpruneError(f'{field}={value!r}; allowed: {allowed}.')
   for key in config.keys():
     path = f'{prefix}{key}'
     if key not in schema:

@@ -17,3 +17,21 @@ def check_choice(field: str, value, allowed) -> None:
 
 class DatasetNotPreparedError(JaxpruneError):
   """A TFDS dataset has no prepared ArrayRecord files in the data dir."""
+
+
+class Diverged(JaxpruneError):
+  """Training produced a non-finite loss; the run stops, writing nothing."""
+
+
+class Interrupted(Exception):
+  """SIGINT or SIGTERM arrived; the run stopped cleanly and can resume.
+
+  Attributes:
+    step: the last completed step (run-wide).
+    signum: the signal's number (the exit code is 128 + signum).
+  """
+
+  def __init__(self, step: int, signum: int):
+    super().__init__(f'interrupted at step {step}; rerun the same command '
+                     'to resume')
+    self.step, self.signum = step, signum

@@ -6,6 +6,7 @@ Config fields can be overridden on the command line, e.g.
 unknown field, model or dataset, a batch size the devices cannot split, a
 workdir of another run) stops with one line naming the problem.
 """
+import importlib.machinery
 import logging as logging_std
 import os
 import sys
@@ -14,7 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxprune import engine
-from jaxprune.errors import JaxpruneError
+from jaxprune.errors import Interrupted, JaxpruneError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and logs.')
@@ -39,6 +40,9 @@ def main(argv):
     engine.run(FLAGS.config, FLAGS.workdir)
   except JaxpruneError as e:
     sys.exit(f'jaxprune: error: {e}')
+  except Interrupted as e:
+    print(f'jaxprune: {e}', file=sys.stderr, flush=True)
+    os._exit(128 + e.signum)  # pylint: disable=protected-access
 
 
 def _config_root(argv) -> None:
@@ -55,13 +59,49 @@ def _config_root(argv) -> None:
         d = os.path.dirname(d)
 
 
+def _check_config(argv) -> None:
+  """Loads the --config file once to turn a missing file, a syntax error, a
+  bad config argument or an unknown `--config.x` override into one line."""
+  arg = next((a for a in argv[1:] if a.startswith('--config=')), None)
+  if arg is None:
+    return
+  spec = arg[len('--config='):]
+  path, _, cfg_arg = spec.partition(':')
+  if not os.path.isfile(path):
+    sys.exit(f'jaxprune: error: --config={spec}: no such file {path!r}.')
+  try:
+    module = importlib.machinery.SourceFileLoader(
+        '_jaxprune_config_check', path).load_module()
+    config = module.get_config(*([cfg_arg] if cfg_arg else []))
+  except SyntaxError as e:
+    sys.exit(f'jaxprune: error: --config={spec}: syntax error at line '
+             f'{e.lineno}: {e.msg}.')
+  except Exception as e:  # pylint: disable=broad-except
+    sys.exit(f'jaxprune: error: --config={spec}: {type(e).__name__}: {e}')
+  for a in argv[1:]:
+    if not a.startswith('--config.'):
+      continue
+    node, walked = config, []
+    for key in a[len('--config.'):].partition('=')[0].split('.'):
+      if not hasattr(node, 'keys') or key not in node:
+        allowed = (', '.join(sorted(node.keys())) if hasattr(node, 'keys')
+                   else 'none (a value, not a group)')
+        where = '.'.join(walked) or 'config'
+        sys.exit(f'jaxprune: error: unknown config field in {a!r}: '
+                 f'{where} has no field {key!r}; allowed: {allowed}.')
+      node = node[key]
+      walked.append(key)
+
+
 def parse_flags(argv):
-  """absl flag parsing, with a one-line error for a bad `--config.x` override."""
+  """absl flag parsing, with one-line errors for bad config input."""
   _config_root(argv)
+  _check_config(argv)
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f'jaxprune: error: {e}\nPass --help for usage.')
+    sys.exit(f'jaxprune: error: {str(e).splitlines()[0]}\nPass --help for '
+             'usage.')
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     bad = [a for a in argv[1:] if a.startswith('--config.')]
     sys.exit(f'jaxprune: error: bad config override in {bad}: {e}. Every '

@@ -1,7 +1,10 @@
 """Metric sinks: a JSONL log and TensorBoard event files in the workdir.
 
-Only process 0 writes. Every record carries `step` and `epoch`; a resumed
-run appends, so nothing logged before the interruption is lost.
+Only process 0 writes. Every record carries `step` (run-wide) and `split`.
+A `checkpoint` record marks each saved checkpoint; a run that resumes from
+a checkpoint first drops the records written after its mark (`rewind`),
+so `metrics.jsonl` never holds the same step twice, and nothing logged up
+to the checkpoint is lost.
 """
 import json
 import os
@@ -46,8 +49,35 @@ class MetricWriter:
         if isinstance(_plain(v), (int, float)):
           self._tb.add_scalar(f'{split}/{k}', float(_plain(v)), int(step))
 
+  def mark(self, step: int, **fields: Any) -> None:
+    """Records that a checkpoint at `step` (run-wide) was saved."""
+    self.write(step, 'checkpoint', **fields)
+
+  def rewind(self, step: int) -> None:
+    """Drops the JSONL records after the last mark at or before `step`
+    (all records when there is none): a run resumes from there."""
+    if not self.active:
+      return
+    path = self._jsonl.name
+    self._jsonl.close()
+    with open(path) as f:
+      lines = f.readlines()
+    keep = 0
+    for i, line in enumerate(lines):
+      try:
+        r = json.loads(line)
+      except ValueError:
+        break  # A torn last line: everything after it goes.
+      if r.get('split') == 'checkpoint' and r.get('step', 0) <= step:
+        keep = i + 1
+    if keep < len(lines):
+      with open(path + '.tmp', 'w') as f:
+        f.writelines(lines[:keep])
+      os.replace(path + '.tmp', path)
+    self._jsonl = open(path, 'a')
+
   def close(self) -> None:
-    if self.active:
+    if self.active and not self._jsonl.closed:
       self._jsonl.close()
       if self._tb is not None:
         self._tb.close()

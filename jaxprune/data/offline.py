@@ -5,6 +5,11 @@
 built once into the TFDS data dir as ArrayRecord, with no network, and then
 read through exactly the same `tfds.data_source` path as cifar10.
 """
+import contextlib
+import fcntl
+import logging
+import os
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -49,8 +54,42 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
 BUILDERS = {'sklearn_digits': SklearnDigits}
 
 
+@contextlib.contextmanager
+def _quiet():
+  """No progress bars (raw escape codes in logs) and no warning about the
+  not yet written dataset_info.json while a dataset is built."""
+  loggers = [logging.getLogger(n) for n in ('absl', 'tensorflow_datasets')]
+  levels = [l.level for l in loggers]
+  for l in loggers:
+    l.setLevel(logging.ERROR)
+  tfds.disable_progress_bar()
+  try:
+    yield
+  finally:
+    for l, level in zip(loggers, levels):
+      l.setLevel(level)
+
+
 def prepare(tfds_name: str, data_dir: str | None) -> None:
-  """Builds an offline dataset into `data_dir` once (no-op when present)."""
-  builder = BUILDERS[tfds_name](data_dir=data_dir, file_format='array_record')
-  if not builder.is_prepared():
-    builder.download_and_prepare()
+  """Builds an offline dataset into `data_dir` once (no-op when present).
+
+  Several processes may call this at once (tests, multi-process runs): the
+  build holds a file lock next to the dataset, and the others wait for it.
+  """
+  with _quiet():
+    builder = BUILDERS[tfds_name](data_dir=data_dir,
+                                  file_format='array_record')
+    if builder.is_prepared():
+      return
+    root = os.path.dirname(os.path.dirname(builder.data_dir))
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, f'.{tfds_name}.lock'), 'w') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      builder = BUILDERS[tfds_name](data_dir=data_dir,
+                                    file_format='array_record')
+      if not builder.is_prepared():
+        logging.getLogger('jaxprune').warning(
+            'Building the offline dataset %s into %s (once; nothing is '
+            'downloaded).', tfds_name, root)
+        with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null):
+          builder.download_and_prepare()

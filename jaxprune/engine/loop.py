@@ -24,9 +24,12 @@ A rerun with the same workdir resumes: completed phases are skipped and
 the current one restarts at its newest checkpoint, giving the results of
 an unbroken run.
 """
+import contextlib
 import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -81,6 +84,14 @@ class _Run:
         lambda rng: su.model.init(rng, jnp.zeros(su.shape, jnp.float32),
                                   train=False),
         out_shardings=su.replicated)
+    self.plans: dict[int, methods_base.Plan | None] = {}
+    self.results_path = os.path.join(workdir, 'results.json')
+    self.complete = None
+    if os.path.exists(self.results_path):
+      done = results_lib.read_json(self.results_path)
+      if done.get('complete', True):
+        self.complete = done  # Nothing to do, nothing to write.
+        return
     logging.info('%s on %s: %s params, %s MACs per example; method %s, %d '
                  'phase(s) of %d epochs.', config.model, config.dataset,
                  f'{self.dense_counts.params:,}',
@@ -89,7 +100,6 @@ class _Run:
     os.makedirs(workdir, exist_ok=True)
     checkpoint.write_meta(workdir, su.meta)
     self.writer = writers.MetricWriter(workdir)
-    self.plans: dict[int, methods_base.Plan | None] = {}
 
   # -- what methods may ask for -------------------------------------------------
   def sample(self):
@@ -249,10 +259,10 @@ class _Run:
 
   # -- one phase ----------------------------------------------------------------
   def train_phase(self, k: int, phase: methods_base.Phase):
-    """Trains phase k (resuming); returns (final state, row, final eval)."""
+    """Trains phase k (resuming); returns (final state, row, final eval,
+    training seconds)."""
     su, config, method = self.su, self.config, self.method
-    e, spe = self.phase_epochs(phase), su.steps_per_epoch
-    task = su.task
+    spe = su.steps_per_epoch
     start = self.start_of(k, phase)
     state, tx, schedule, masks = self.fresh(k, phase, start)
     mgr = checkpoint.manager(self.phase_dir(k), config.keep_checkpoints)
@@ -270,11 +280,32 @@ class _Run:
     step_fn = steps.jit_train_step(su, tx, phase.forward)
     rng = jax.random.fold_in(jax.random.key(config.seed + 1), k)
     event_key = jax.random.key(config.seed + 2 + 7919 * k)
-    base = sum(self.phase_epochs(method.phase(j, None)) * spe
-               for j in range(k)) if self.multi else 0
-    total = base + sum(self.phase_epochs(method.phase(j, None)) * spe
-                       for j in range(k, method.num_phases)) if self.multi \
-        else None
+    base = self.phase_base(k)
+    total = self.phase_base(method.num_phases) if self.multi else None
+    # Records logged after the checkpoint we resume from go: they are
+    # logged again.
+    self.writer.rewind(base + int(state.step))
+    if restored is None and phase.start != 'init':
+      self.writer.mark(base, state=k)
+    try:
+      return self._train(k, phase, state, tx, schedule, masks, mgr, first,
+                         step_fn, rng, event_key, base, total)
+    finally:
+      mgr.wait_until_finished()  # Never leave a save half written.
+      mgr.close()
+
+  def phase_base(self, k: int) -> int:
+    """Run-wide steps before phase k."""
+    if not self.multi:
+      return 0
+    return sum(self.phase_epochs(self.method.phase(j, None)) *
+               self.su.steps_per_epoch for j in range(k))
+
+  def _train(self, k, phase, state, tx, schedule, masks, mgr, first,
+             step_fn, rng, event_key, base, total):
+    """The epochs of phase k from `first` on; see `train_phase`."""
+    su, config, method, task = self.su, self.config, self.method, self.su.task
+    e = self.phase_epochs(phase)
     prefix = f'state {k}/{method.num_phases - 1} ' if self.multi else ''
     carried, t0 = float(state.train_seconds), time.time()
     rewind = (k == 0 and self.multi and method.rewind_epoch is not None)
@@ -289,7 +320,7 @@ class _Run:
                       'test set (optimistic); set validation_size.')
     sel = task.selection
     best = [float(b) for b in jax.device_get(state.best)]
-    final = None
+    final, last_loss = None, [None]
     for epoch in range(first, e):
       if phase.events(epoch):
         params, opt_state, info = method.event(
@@ -301,7 +332,8 @@ class _Run:
       state = steps.train_epoch(
           su, state, step_fn, epoch, rng=rng, writer=self.writer,
           schedule=schedule, num_epochs=e, step_base=base,
-          total_steps=total, prefix=prefix,
+          total_steps=total, prefix=prefix, first=epoch == first,
+          last_loss=last_loss,
           seed=config.seed + 7919 * k)  # A new data order every phase.
       if rewind and epoch + 1 == method.rewind_epoch and (
           not self.has_rewind()):
@@ -337,8 +369,8 @@ class _Run:
           state = state.replace(best=jax.make_array_from_process_local_data(
               su.replicated, np.asarray(best, np.float32)))
         state = self.save_state(mgr, state, carried + time.time() - t0)
+        self.writer.mark(base + int(state.step), state=k)
     mgr.wait_until_finished()
-    mgr.close()
     train_seconds = carried + (time.time() - t0 if first < e else 0.0)
     if final is None:
       final = self.evaluate(self.eval_vars(state, phase, masks), su.test_ds)
@@ -377,6 +409,15 @@ class _Run:
 
   # -- the run ------------------------------------------------------------------
   def run(self) -> dict[str, Any]:
+    if self.complete is not None:
+      logging.info('already complete: results in %s', self.results_path)
+      return self.complete
+    try:
+      return self._run()
+    finally:
+      self.writer.close()
+
+  def _run(self) -> dict[str, Any]:
     method = self.method
     rows, state, final, seconds = [], None, None, 0.0
     for k in range(method.num_phases):
@@ -391,9 +432,10 @@ class _Run:
         results_lib.write_json(self.phase_dir(k), 'result.json', row)
         rows.append(row)
         self.write_multi(rows, partial=True)
+        self.writer.mark(self.phase_base(k + 1), phase_done=k)
     out = (self.finish_multi(rows, state) if self.multi else
            self.finish_single(state, final, seconds))
-    self.writer.close()
+    logging.info('done: results in %s', self.results_path)
     return out
 
   def slimmed(self, k: int, state) -> dict[str, Any]:
@@ -421,10 +463,15 @@ class _Run:
       self.writer.write(int(state.step), 'slim_test', **{
           n[len('slim_'):]: v for n, v in pruned.items()
           if n.startswith('slim_')})
+    dense = {'dense_macs': self.dense_counts.macs,
+             'dense_params': self.dense_counts.params}
     out = {
         'method': config.method, 'dataset': config.dataset,
         'model': config.model, **final,
-        'macs': self.dense_counts.macs, 'params': self.dense_counts.params,
+        # The network the run delivers: the slimmed one when pruned.
+        'macs': pruned.get('pruned_macs', self.dense_counts.macs),
+        'params': pruned.get('pruned_params', self.dense_counts.params),
+        **dense, 'complete': True,
         'train_seconds': round(float(seconds), 3),
         'steps': int(state.step), 'epochs': config.num_epochs,
         'devices': jax.device_count(),
@@ -462,6 +509,30 @@ class _Run:
     return self.write_multi(rows, partial=False, **extra)
 
 
+@contextlib.contextmanager
+def _stop_on_signals():
+  """SIGINT and SIGTERM (preemption) ask the loop to stop after the current
+  step (`steps.STOP`); a second one stops at once."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def handler(signum, frame):
+    if steps.STOP['signal'] is not None:
+      signal.default_int_handler(signum, frame)  # The second: at once.
+    steps.STOP['signal'] = signum
+
+  old = {s: signal.signal(s, handler) for s in (signal.SIGINT,
+                                                 signal.SIGTERM)}
+  steps.STOP['signal'] = None
+  try:
+    yield
+  finally:
+    for s, h in old.items():
+      signal.signal(s, h)
+    steps.STOP['signal'] = None
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) `config.method` on `config.task` in `workdir`.
 
@@ -478,4 +549,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     macs (effective, from the graph), seconds and epochs; plus the last
     phase's slimming fields.
   """
-  return _Run(config, workdir).run()
+  with _stop_on_signals():
+    return _Run(config, workdir).run()

@@ -8,6 +8,7 @@ split along the batch axis (`P('data')`). No pmap. Multi-host runs start
 import dataclasses
 import json
 import os
+import tempfile
 from typing import Any
 
 from absl import logging
@@ -68,6 +69,30 @@ def build_model(config: ml_collections.ConfigDict, num_outputs: int):
   return models.create(config.model, num_outputs, **overrides)
 
 
+def check_writable(workdir: str) -> None:
+  """Raises, writing nothing, when `workdir` cannot be created or written."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise JaxpruneError(f'--workdir={workdir} is a file; allowed: a '
+                        'directory, or a path where one can be created.')
+  probe = path
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise JaxpruneError(f'--workdir={workdir} cannot be created: {probe} is '
+                        'a file.')
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise JaxpruneError(f'--workdir={workdir} cannot be written: {probe} is '
+                        'read-only.')
+  if jax.process_index() == 0:
+    try:  # Permissions can hide a read-only file system: try a real write.
+      with tempfile.TemporaryFile(dir=probe):
+        pass
+    except OSError as e:
+      raise JaxpruneError(f'--workdir={workdir} cannot be written: {probe}: '
+                          f'{e.strerror}.') from e
+
+
 @dataclasses.dataclass
 class Setup:
   """Devices, data, task, model and shardings of one run."""
@@ -110,8 +135,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   model = build_model(config, task.num_outputs())
   meta = {'model': config.model, 'dataset': config.dataset,
           'model_overrides': json.loads(json.dumps(
-              config.model_overrides.to_dict(), default=str)), **meta}
-  checkpoint.check_workdir(workdir, meta)
+              config.model_overrides.to_dict(), default=str)), **meta,
+          'config': json.loads(config.to_json_best_effort())}
+  check_writable(workdir)
+  checkpoint.check_workdir(workdir, meta, config_lib.NEUTRAL)
   train_ds, val_ds, test_ds = task.splits()
   steps_per_epoch = len(train_ds) // config.batch_size
   if not steps_per_epoch:

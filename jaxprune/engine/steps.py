@@ -16,6 +16,20 @@ import optax
 
 from jaxprune import structure
 from jaxprune.engine.setup import Setup, check_batch
+from jaxprune.errors import Diverged, Interrupted
+
+
+_NEVER = 2 ** 31 - 1  # No non-finite loss in the window.
+# Set by `jaxprune.engine.loop`'s SIGINT/SIGTERM handler: the signal number.
+STOP = {'signal': None}
+
+
+def _combine(a, b):
+  """Sums window metrics; the first non-finite step is a minimum."""
+  out = jax.tree.map(jnp.add, a, b)
+  out['first_nonfinite'] = jnp.minimum(a['first_nonfinite'],
+                                       b['first_nonfinite'])
+  return out
 
 
 @flax.struct.dataclass
@@ -59,7 +73,12 @@ def train_step(state: TrainState, batch, rng, *, model, tx, task, config,
       loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {'loss': loss, **task.train_metrics(outputs, batch)}
+  # Divergence is checked where the metrics are read (no per-step sync):
+  # a count of non-finite losses and the first step that had one.
+  bad = ~jnp.isfinite(loss)
+  metrics = {'loss': loss, **task.train_metrics(outputs, batch),
+             'nonfinite': bad.astype(jnp.int32),
+             'first_nonfinite': jnp.where(bad, state.step + 1, _NEVER)}
   new = state.replace(step=state.step + 1, params=params,
                       batch_stats=batch_stats, opt_state=opt_state)
   return new, metrics
@@ -101,7 +120,8 @@ def fmt_time(seconds: float) -> str:
 def train_epoch(su: Setup, state, step_fn: Callable, epoch: int, *, rng,
                 writer, schedule, num_epochs: int, seed: int,
                 step_base: int = 0, total_steps: int | None = None,
-                prefix: str = ''):
+                prefix: str = '', first: bool = False,
+                last_loss: list | None = None):
   """Trains one epoch, logging every `log_every_steps` and at its end.
 
   Args:
@@ -117,36 +137,66 @@ def train_epoch(su: Setup, state, step_fn: Callable, epoch: int, *, rng,
     step_base: added to logged steps (the run's earlier phases).
     total_steps: logged step of the run's end (for the ETA).
     prefix: printed before each progress line.
+    first: the epoch's first step compiles (kept out of rate and ETA).
+    last_loss: a one-element list holding the last logged finite loss
+      (updated; for the divergence message).
 
   Returns:
     The new state.
+
+  Raises:
+    Diverged: a step had a non-finite loss (checked when metrics are read,
+      at every log line and at the end of the epoch, so before any
+      checkpoint of a diverged state).
+    Interrupted: SIGINT or SIGTERM arrived (`STOP`).
   """
+  last_loss = [None] if last_loss is None else last_loss
   config, spe = su.config, su.steps_per_epoch
   total = total_steps or step_base + num_epochs * spe
   window, acc_metrics, seen = time.time(), None, 0
+  compiling, skip = first, 0
   for i, batch in enumerate(su.task.train_batches(
       su.train_ds, config.batch_size, seed, epoch)):
     state, m = step_fn(state, su.shard(batch), rng)
-    acc_metrics = m if acc_metrics is None else jax.tree.map(
-        jnp.add, acc_metrics, m)
-    seen += 1
     local = epoch * spe + i + 1
+    if compiling:
+      # The first step compiles: keep it out of the rate and the ETA.
+      jax.block_until_ready(m)
+      window, compiling, skip = time.time(), False, 1
+    acc_metrics = m if acc_metrics is None else _combine(acc_metrics, m)
+    seen += 1
+    if STOP['signal'] is not None:
+      raise Interrupted(step_base + local, STOP['signal'])
     if local % config.log_every_steps == 0 or i + 1 == spe:
       got = jax.device_get(acc_metrics)
       acc_metrics = None
-      rate = seen / max(time.time() - window, 1e-9)
+      bad, first_bad = int(got.pop('nonfinite')), int(
+          got.pop('first_nonfinite'))
+      if bad:
+        last = (f'last finite loss {last_loss[0]:.4f}' if last_loss[0]
+                is not None else 'no finite loss logged before')
+        raise Diverged(
+            f'training diverged: non-finite loss at step '
+            f'{step_base + first_bad} (epoch {epoch + 1}); {last}. Nothing '
+            'was written after the last checkpoint; lower the learning '
+            'rate or check the data.')
+      timed = seen - skip
+      elapsed = time.time() - window
+      rate = timed / max(elapsed, 1e-9) if timed else None
       loss = float(got.pop('loss')) / seen
+      last_loss[0] = loss
       extra = su.task.train_log(got, seen * config.batch_size)
       lr = float(schedule(local))
-      eta = (total - step_base - local) / max(rate, 1e-9)
-      logging.info('%sepoch %d/%d step %d/%d loss %.4f%s %.2f steps/s lr '
+      eta = ('compiling...' if rate is None else
+             fmt_time((total - step_base - local) / max(rate, 1e-9)))
+      logging.info('%sepoch %d/%d step %d/%d loss %.4f%s %s steps/s lr '
                    '%.4g ETA %s', prefix, epoch + 1, num_epochs,
                    step_base + local, total, loss,
-                   ''.join(f' {k} {v:.2f}' for k, v in extra.items()), rate,
-                   lr, fmt_time(eta))
+                   ''.join(f' {k} {v:.2f}' for k, v in extra.items()),
+                   '-' if rate is None else f'{rate:.2f}', lr, eta)
       writer.write(step_base + local, 'train', epoch=epoch + 1, loss=loss,
-                   **extra, steps_per_second=rate, learning_rate=lr)
-      window, seen = time.time(), 0
+                   **extra, steps_per_second=rate or 0.0, learning_rate=lr)
+      window, seen, skip = time.time(), 0, 0
   return state
 
 

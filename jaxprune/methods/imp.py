@@ -27,6 +27,7 @@ class IMP(states.StateLoop):
     super().__init__(config, ctx)
     if not self.paths:
       raise JaxpruneError('IMP found no prunable kernel in this model.')
+    self.check_pools({'weights': self.num_weights})
 
   def next_plan(self, k, trained, prev):
     cfg, params = self.cfg, self.host(trained)

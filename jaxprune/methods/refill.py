@@ -128,6 +128,9 @@ class Refill(states.StateLoop):
           f'{self.name} found no prunable unit (attention head, MLP neuron '
           'or block-internal channel) in this model; prunable groups: '
           f'{", ".join(g.name for g in ctx.graph.prunable) or "none"}.')
+    self.check_pools({f'{kind}s': sum(u.size for u in self.units
+                                      if u.kind == kind)
+                      for kind in ('head', 'neuron')})
     self.cnn = [u for u in self.units if u.kind == 'channel']
     if self.cnn and not self.paths:
       raise JaxpruneError('CNN Refill needs IMP survivors, but no kernel is '

@@ -103,6 +103,16 @@ class StateLoop(base.Method):
     self.mode = (self.default_mode if cfg.mask_mode == 'auto' else
                  cfg.mask_mode)
 
+  def check_pools(self, pools: dict[str, int]) -> None:
+    """Raises when some state would keep none of a pool (kind -> size)."""
+    for kind, n in pools.items():
+      for k in range(1, self.cfg.num_states):
+        if n and self.count(n, k) < 1:
+          raise JaxpruneError(
+              f'states.rate={self.cfg.rate} ({self.cfg.amount}) keeps 0 of '
+              f'{n:,} {kind} in state {k}; allowed: a rate (or fewer '
+              'states) that keeps at least one of every pool.')
+
   # -- the protocol -------------------------------------------------------------
   @property
   def num_phases(self) -> int:
