@@ -57,7 +57,11 @@ def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
   assert code == 0, out[-3000:]
   r = results_of(workdir)
   assert abs(r['pruned_macs'] / (0.5 * r['dense_macs']) - 1) < 0.005
-  assert r['slim_top1'] == r['top1'] and r['slim_top5'] == r['top5']
+  # Slimmed == masked, up to one of the 360 test images: the two networks
+  # compute in different shapes, so float rounding may differ by CPU.
+  one = 100 / 360 + 1e-6
+  assert abs(r['slim_top1'] - r['top1']) <= one
+  assert abs(r['slim_top5'] - r['top5']) <= one
   assert r['top1'] > 50  # 4 epochs on digits.
   lines = [json.loads(l) for l in open(os.path.join(workdir,
                                                     'metrics.jsonl'))]

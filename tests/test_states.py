@@ -244,8 +244,10 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
   assert full['summary']['best'] == summ['best'] == max(
       s['top1'] for s in full['states'])
   assert full['summary']['mean'] == pytest.approx(full['states'][2]['top1'])
-  assert full['slim_top1'] == pytest.approx(full['states'][2]['final_top1'],
-                                           abs=1e-4)
+  # Slimmed == masked up to one of the 360 test images (float rounding of
+  # two differently shaped computations may differ by CPU).
+  assert abs(full['slim_top1'] - full['states'][2]['final_top1']) <= (
+      100 / 360 + 1e-6)
   # RSST drove the weights outside the structure toward zero.
   _, start = checkpoint.load(os.path.join(wd, 'state_01'), step=0)
   _, end = checkpoint.load(os.path.join(wd, 'state_01'))
