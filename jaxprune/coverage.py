@@ -9,6 +9,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 TIE_BREAKS = ('lowest_index', 'random')
 
@@ -21,14 +22,26 @@ def _check_tie_break(tie_break, key):
     raise ValueError("tie_break='random' needs a PRNG key.")
 
 
-@functools.partial(jax.jit, static_argnames=('keep', 'tie_break'))
+def _check_labels(labels) -> None:
+  """Raises on labels outside 0..n-1 (when they are concrete: under `jit`
+  out-of-range labels are the caller's error and give undefined results)."""
+  if isinstance(labels, jax.core.Tracer):
+    return
+  a = np.asarray(labels)
+  n = a.shape[-1]
+  if a.size and (a.min() < 0 or a.max() >= n):
+    raise ValueError(f'labels in {a.min()}..{a.max()}; allowed: 0..{n - 1} '
+                     f'(cluster ids of {n} filters, as cluster.cut returns).')
+
+
 def greedy(labels: jax.Array, keep: int, tie_break: str = 'lowest_index',
            key: jax.Array | None = None) -> jax.Array:
   """Selects `keep` filters that greedily maximise cluster coverage.
 
   Args:
     labels: int `[C_in, n]`: the cluster of filter i in input channel j
-      (labels in 0..n-1, as `jaxprune.cluster.cut` returns).
+      (labels in 0..n-1, as `jaxprune.cluster.cut` returns; others raise
+      ValueError).
     keep: number of filters to select (0 <= keep <= n).
     tie_break: 'lowest_index' (deterministic) or 'random' (the paper's;
       needs `key`): how to choose among filters of equal gain.
@@ -38,10 +51,15 @@ def greedy(labels: jax.Array, keep: int, tie_break: str = 'lowest_index',
     bool `[n]`, True on the selected filters.
   """
   _check_tie_break(tie_break, key)
-  labels = jnp.asarray(labels, jnp.int32)
-  n = labels.shape[1]
+  _check_labels(labels)
+  n = np.shape(labels)[1]
   if not 0 <= keep <= n:
     raise ValueError(f'keep={keep}; allowed: 0 <= keep <= {n}.')
+  return _greedy(jnp.asarray(labels, jnp.int32), keep, tie_break, key)
+
+
+@functools.partial(jax.jit, static_argnames=('keep', 'tie_break'))
+def _greedy(labels, keep, tie_break, key):
   return greedy_batch(labels[None], jnp.full((1,), keep), tie_break, key)[0]
 
 
@@ -96,13 +114,15 @@ def coverage_rate(labels: jax.Array, selected: jax.Array,
   """Fraction of (channel, cluster) pairs covered by the selected filters.
 
   Args:
-    labels: int `[..., C_in, n]` (any leading batch dims).
+    labels: int `[..., C_in, n]` (any leading batch dims), in 0..n-1
+      (others raise ValueError).
     selected: bool `[..., n]`.
     rows: optional bool `[..., C_in]`: only these input channels count.
 
   Returns:
     The rate, shape `[...]`.
   """
+  _check_labels(labels)
   labels = jnp.asarray(labels, jnp.int32)
   *batch, c_in, n = labels.shape
   if rows is None:

@@ -3,7 +3,7 @@
 `count` traces `apply_fn` with `jax.make_jaxpr` (nothing is compiled or run)
 and adds up the MACs of every `conv_general_dilated` and `dot_general`,
 recursing into sub-jaxprs. The convention is the one torchvision, thop and
-the seed tables use: one multiply-accumulate counts once; elementwise ops,
+the pruning papers' tables use: one multiply-accumulate counts once; elementwise ops,
 normalisation, pooling and softmax count zero.
 """
 import dataclasses

@@ -9,6 +9,14 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import pytest  # pylint: disable=g-import-not-at-top
+from hypothesis import settings  # pylint: disable=g-import-not-at-top
+
+# CI is deterministic (the same examples every run); local runs explore.
+settings.register_profile('ci', derandomize=True, print_blob=True,
+                          deadline=None)
+settings.register_profile('dev', deadline=None)
+settings.load_profile('ci' if os.environ.get('CI') else
+                      os.environ.get('HYPOTHESIS_PROFILE', 'dev'))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:

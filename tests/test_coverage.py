@@ -56,7 +56,9 @@ def optimum_milp(labels, keep):
        seed=st.integers(0, 10**6), data=st.data())
 def test_greedy_matches_reference_and_bound(c_in, n, clusters, seed, data):
   keep = data.draw(st.integers(0, n))
-  labels = np.random.default_rng(seed).integers(0, clusters, (c_in, n))
+  # Cluster ids of n filters lie in 0..n-1 (as cluster.cut returns).
+  labels = np.random.default_rng(seed).integers(0, min(clusters, n),
+                                                (c_in, n))
   got = np.asarray(coverage.greedy(jnp.asarray(labels), keep))
   assert got.sum() == keep
   assert sorted(np.flatnonzero(got).tolist()) == reference_greedy(labels, keep)
@@ -84,3 +86,15 @@ def test_random_tie_break():
     coverage.greedy(labels, 1, 'random')
   with pytest.raises(ValueError, match="tie_break='first'"):
     coverage.greedy(labels, 1, 'first')
+
+
+def test_out_of_range_labels_are_rejected():
+  # The case that once made greedy and coverage_rate silently disagree with
+  # the reference: label 2 of only 2 filters.
+  labels = np.array([[2, 1]])
+  with pytest.raises(ValueError, match=r'labels in 1..2; allowed: 0..1'):
+    coverage.greedy(labels, 1)
+  with pytest.raises(ValueError, match=r'allowed: 0..1'):
+    coverage.coverage_rate(labels, np.array([True, False]))
+  with pytest.raises(ValueError, match=r'labels in -1..1'):
+    coverage.greedy(np.array([[-1, 1]]), 1)
