@@ -101,8 +101,8 @@ def test_workdir_of_another_model_is_refused_and_untouched(tmp_path, data_dir):
             for r, _, fs in os.walk(workdir) for f in fs}
   code, out = run_main(f'--config={TINY}', f'--workdir={workdir}',
                        f'--config.data_dir={data_dir}', '--config.model=resnet32')
-  assert code == 1 and "checkpoint has 'resnet20', config asks for " \
-      "'resnet32'" in out, out
+  assert code == 1 and "model: 'resnet20' in the workdir, 'resnet32' " \
+      "now" in out, out
   assert 'Traceback' not in out
   after = {os.path.join(r, f): os.path.getmtime(os.path.join(r, f))
            for r, _, fs in os.walk(workdir) for f in fs}
