@@ -35,6 +35,8 @@ def test_two_step_main_run_on_eight_devices_under_mock_data(tmp_path):
                        '--config.half_precision=True', mock_examples=32)
   assert code == 0, out
   assert 'epoch 1/1 step 2/2' in out and 'steps/s' in out and 'ETA' in out
+  # The first step compiles: no rate or ETA from it.
+  assert 'step 1/2 loss' in out and 'ETA compiling...' in out
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
   for key in ('dataset', 'model', 'top1', 'top5', 'macs', 'params',

@@ -257,3 +257,33 @@ def test_corrupt_newest_checkpoint_falls_back_on_the_state_loop(tmp_path,
     x, y = dict(x), dict(y)
     x.pop('seconds'), y.pop('seconds')
     assert x == y
+
+
+def test_no_restorable_checkpoint_stops_with_one_error(tmp_path):
+  from jaxprune.errors import JaxpruneError  # pylint: disable=g-import-not-at-top
+  target = {'w': np.arange(4, dtype=np.float32)}
+  with checkpoint.manager(str(tmp_path), 3) as mgr:
+    for step in (1, 2):
+      checkpoint.save(mgr, step, target)
+    mgr.wait_until_finished()
+  ckpt = str(tmp_path / 'checkpoints')
+  corrupt_newest(ckpt)
+  with checkpoint.manager(str(tmp_path), 3) as mgr:
+    got = checkpoint.restore_latest(mgr, target)  # Falls back to step 1.
+    np.testing.assert_array_equal(got['w'], target['w'])
+  corrupt_newest(ckpt)  # Now step 1, the only one left, is unreadable too.
+  with checkpoint.manager(str(tmp_path), 3) as mgr:
+    with pytest.raises(JaxpruneError, match='No checkpoint in .* restores'):
+      checkpoint.restore_latest(mgr, target)
+
+
+def test_offline_dataset_build_is_quiet(tmp_path, capfd):
+  from jaxprune.data import offline  # pylint: disable=g-import-not-at-top
+  offline.prepare('sklearn_digits', str(tmp_path))
+  out, err = capfd.readouterr()
+  text = out + err
+  assert '\x1b' not in text and '%|' not in text, text[-2000:]  # No tqdm.
+  assert 'dataset_info.json' not in text, text[-2000:]
+  offline.prepare('sklearn_digits', str(tmp_path))  # Built: a no-op.
+  out, err = capfd.readouterr()
+  assert 'Building' not in out + err

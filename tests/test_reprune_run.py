@@ -56,6 +56,10 @@ def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
   code, out = run_main(*args)
   assert code == 0, out[-3000:]
   r = results_of(workdir)
+  assert out.splitlines()[-1].endswith(f'done: results in {workdir}/results.json')
+  # The delivered (slimmed) network's MACs and params, dense ones beside.
+  assert (r['macs'], r['params']) == (r['pruned_macs'], r['pruned_params'])
+  assert r['dense_macs'] > r['macs']
   assert abs(r['pruned_macs'] / (0.5 * r['dense_macs']) - 1) < 0.005
   # Slimmed == masked, up to one of the 360 test images: the two networks
   # compute in different shapes, so float rounding may differ by CPU.
