@@ -61,9 +61,14 @@ def results_of(workdir):
     return json.load(f)
 
 
-def config_rows(subdir):
+def config_rows(subdir, one_per_method=False):
   """(path, argument) of every config in configs/<subdir>, one per row of
-  configs that take an argument (`ROWS`)."""
+  configs that take an argument (`ROWS`).
+
+  With `one_per_method`, a config's rows are cut to the first row of each
+  method (rows that differ only in a target or a dataset run the same
+  code; every row is still loaded and checked by test_configs.py).
+  """
   import glob  # pylint: disable=g-import-not-at-top
   import importlib.util  # pylint: disable=g-import-not-at-top
   out = []
@@ -74,7 +79,13 @@ def config_rows(subdir):
     spec = importlib.util.spec_from_file_location('cfg', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    seen = set()
     for arg in getattr(module, 'ROWS', (None,)):
+      if one_per_method:
+        method = (module.get_config(arg) if arg else module.get_config()).method
+        if method in seen:
+          continue
+        seen.add(method)
       out.append((path, arg))
   return out
 

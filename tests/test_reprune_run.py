@@ -8,7 +8,7 @@ import pytest
 from conftest import (ONE_DEVICE, TINY, config_rows, results_of, row_id,
                       run_main)
 
-ROWS = config_rows('reprune')
+ROWS = config_rows('reprune', one_per_method=True)
 
 
 @pytest.mark.parametrize('row', ROWS, ids=[row_id(r) for r in ROWS])

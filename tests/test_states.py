@@ -17,7 +17,7 @@ from conftest import (ONE_DEVICE, REPO, config_rows, make_method, row_id,
                       run_main)
 
 OFFLINE = os.path.join(REPO, 'configs', 'states', 'default_offline.py')
-ROWS = config_rows('states')
+ROWS = config_rows('states', one_per_method=True)
 
 
 def test_kept_absolute_and_gradual_by_hand():
