@@ -40,6 +40,7 @@ import ml_collections
 import numpy as np
 
 from jaxprune import checkpoint, flops, optim, report, writers
+from jaxprune import masks as masks_lib
 from jaxprune.engine import results as results_lib
 from jaxprune.engine import setup as setup_lib
 from jaxprune.engine import steps
@@ -47,9 +48,7 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.methods import base as methods_base
 
 
-@jax.jit
-def _apply(params, masks):
-  return jax.tree.map(lambda p, m: p * jnp.asarray(m, p.dtype), params, masks)
+_apply = jax.jit(masks_lib.apply)  # W * M, leaf by leaf.
 
 
 def first_epoch_of(state, steps_per_epoch: int) -> int:
