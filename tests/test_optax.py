@@ -1,5 +1,6 @@
 """Masks in optax state: hard, soft and masked-forward modes."""
 import jax
+from jax import flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -30,37 +31,92 @@ OPTIMIZERS = {
 }
 
 
+def _moments_where(name, inner_state, where):
+  """Optimizer moments (momentum, mu, nu) at entries where `where` holds,
+  others zeroed; non-parameter state (counts) dropped."""
+  return optax.tree_utils.tree_map_params(
+      OPTIMIZERS[name], lambda v, m: jnp.where(jnp.broadcast_to(m, v.shape),
+                                               v, 0.0), inner_state, where,
+      transform_non_params=lambda v: jnp.zeros(()))
+
+
+def _max_abs(tree):
+  return max(float(jnp.abs(x).max()) for x in jax.tree.leaves(tree))
+
+
 @pytest.mark.parametrize('name', sorted(OPTIMIZERS))
 def test_hard_masks_stay_exactly_zero_for_1000_steps(setup, name):
+  """500 steps under one mask, then `set_masks` prunes more and 500 more
+  steps run: every pruned weight and its moments are exactly zero, and the
+  newly pruned entries had non-zero weights and moments before the swap."""
   params, pm = setup
   tx = jp_optax.masked(OPTIMIZERS[name], pm, mode='hard')
-  state = tx.init(params)
+  flat, unravel = flatten_util.ravel_pytree(params)
 
   @jax.jit
   def run(params, state, key):
     def step(carry, k):
       p, s = carry
-      grads = jax.tree.map(
-          lambda x: jax.random.normal(jax.random.fold_in(k, x.size), x.shape),
-          p)
+      grads = unravel(jax.random.normal(k, flat.shape))  # One draw: fast.
       u, s = tx.update(grads, s, p)
       return (optax.apply_updates(p, u), s), None
-    return jax.lax.scan(step, (params, state), jax.random.split(key, 1000))[0]
+    return jax.lax.scan(step, (params, state), jax.random.split(key, 500))[0]
 
-  p, s = run(params, state, jax.random.key(2))
-  pruned = jax.tree.map(lambda x, m: jnp.where(jnp.broadcast_to(m, x.shape),
-                                               0.0, x), p, pm)
-  assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(pruned))
-  kept = jax.tree.map(lambda x, m: jnp.where(jnp.broadcast_to(m, x.shape),
-                                             x, 0.0), p, pm)
+  broadcast = lambda m, x: jnp.broadcast_to(m, x.shape)
+  pm = jax.tree.map(broadcast, pm, params)
+  # The second mask prunes about half of the surviving entries more.
+  coin = jax.tree.map(
+      lambda m: jax.random.bernoulli(jax.random.key(m.size), 0.5, m.shape), pm)
+  pm2 = jax.tree.map(jnp.logical_and, pm, coin)
+  newly = jax.tree.map(lambda a, b: a & ~b, pm, pm2)
+  assert sum(int(x.sum()) for x in jax.tree.leaves(newly)) > 100
+  assert sum(int((~x).sum()) for x in jax.tree.leaves(pm)) > 100
+
+  p, s = run(params, tx.init(params), jax.random.key(2))
+  # Before the swap the entries about to be pruned are live: weights and
+  # moments are non-zero (else zeroing them would prove nothing).
+  assert _max_abs(jax.tree.map(lambda x, m: jnp.where(m, x, 0.0), p,
+                               newly)) > 0
+  assert _max_abs(_moments_where(name, jp_optax.find_state(s).inner,
+                                 newly)) > 0
+  s = jp_optax.set_masks(s, pm2)
+  p, s = run(p, s, jax.random.key(3))
+
+  pruned = jax.tree.map(lambda x, m: jnp.where(m, 0.0, x), p, pm2)
+  assert _max_abs(pruned) == 0.0
+  kept = jax.tree.map(lambda x, m: jnp.where(m, x, 0.0), p, pm2)
   assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(kept)) > 0
-  # Optimizer moments of pruned entries are zero as well.
+  # Moments of every pruned entry, the newly pruned included, are zero;
+  # those of kept entries are not.
   inner = jp_optax.find_state(s).inner
-  zeros = optax.tree_utils.tree_map_params(
-      OPTIMIZERS[name], lambda v, m: jnp.where(jnp.broadcast_to(m, v.shape),
-                                               0.0, v), inner, pm,
-      transform_non_params=lambda v: jnp.zeros(()))
-  assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(zeros))
+  assert _max_abs(_moments_where(
+      name, inner, jax.tree.map(jnp.logical_not, pm2))) == 0.0
+  assert _max_abs(_moments_where(name, inner, pm2)) > 0
+
+
+@pytest.mark.parametrize('name', sorted(OPTIMIZERS))
+def test_hard_mode_zeroes_newly_pruned_moments_at_the_next_step(name):
+  """One step after `set_masks`: the newly pruned weight lands on 0 and its
+  moments are 0, though its gradient is not."""
+  params = {'w': jnp.array([1.0, -2.0, 3.0])}
+  tx = jp_optax.masked(OPTIMIZERS[name], {'w': jnp.ones(3, bool)},
+                       mode='hard')
+  s = tx.init(params)
+  g = {'w': jnp.array([0.5, 0.25, -1.0])}
+  p = params
+  for _ in range(3):
+    u, s = tx.update(g, s, p)
+    p = optax.apply_updates(p, u)
+  moments = _moments_where(name, jp_optax.find_state(s).inner,
+                           {'w': jnp.array([False, True, False])})
+  assert _max_abs(moments) > 0
+  s = jp_optax.set_masks(s, {'w': jnp.array([True, False, True])})
+  u, s = tx.update(g, s, p)
+  p = optax.apply_updates(p, u)
+  assert float(p['w'][1]) == 0.0 and float(p['w'][0]) != 0.0
+  moments = _moments_where(name, jp_optax.find_state(s).inner,
+                           {'w': jnp.array([False, True, False])})
+  assert _max_abs(moments) == 0.0
 
 
 def test_soft_mode_zeroes_at_events_and_regrows():
