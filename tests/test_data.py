@@ -55,9 +55,18 @@ def test_cifar_augmentation_is_crop_and_flip():
 def test_imagenet_eval_transform_is_center_crop():
   from jaxprune.data import augment
   image = np.zeros((300, 400, 3), np.uint8)
-  image[150, 200] = 255
+  image[140:160, 100:120] = 255  # A marker left of centre.
+  image[:20, :20] = 255  # A corner block that the crop must cut away.
   out = augment.resize_center_crop(image, 256, 224)
   assert out.shape == (224, 224, 3)
+  # By hand: 300x400 -> 256x341 (scale 256/300 rows, 341/400 columns), then
+  # rows 16..239 and columns 58..281. The marker's centre (149.5, 109.5)
+  # lands at (150 * 256/300 - 0.5 - 16, 110 * 341/400 - 0.5 - 58).
+  w = out[..., 0].astype(float)
+  rows, cols = np.indices(w.shape)
+  centre = ((rows * w).sum() / w.sum(), (cols * w).sum() / w.sum())
+  np.testing.assert_allclose(centre, (111.5, 35.275), atol=0.3)
+  assert w[:40, :].max() == 0 and w[:, 60:].max() == 0
 
 
 def test_offline_digits_build_and_read(data_dir):

@@ -56,14 +56,20 @@ def test_alg1_hand_computed():
 
 def test_random_tie_break_is_valid_and_keyed():
   rng = np.random.default_rng(0)
-  w = rng.normal(size=(3, 3, 8, 32)).astype(np.float32)
+  # Eight distinct filters, four near-copies of each: keeping eight, the
+  # greedy must take one copy of every filter (a second copy adds nothing,
+  # a new filter adds every channel), whichever copy random ties pick.
+  base = rng.normal(size=(3, 3, 8, 8)).astype(np.float32)
+  w = np.repeat(base, 4, axis=-1) + 1e-4 * rng.normal(
+      size=(3, 3, 8, 32)).astype(np.float32)
   lay = [single_layer(w)]
-  runs = [np.asarray(reprune.select({'k': w}, lay, {'g': 16},
+  runs = [np.asarray(reprune.select({'k': w}, lay, {'g': 24},
                                     jax.random.key(k))[0]['g'])
           for k in range(6)]
-  assert all(r.sum() == 16 for r in runs)
+  for r in runs:
+    np.testing.assert_array_equal(r.reshape(8, 4).sum(1), np.ones(8))
   np.testing.assert_array_equal(
-      runs[0], reprune.select({'k': w}, lay, {'g': 16}, jax.random.key(0))[0]
+      runs[0], reprune.select({'k': w}, lay, {'g': 24}, jax.random.key(0))[0]
       ['g'])
   assert len({r.tobytes() for r in runs}) > 1  # Ties are sampled.
 
@@ -157,10 +163,9 @@ def test_bn_gamma_quantile_by_hand():
   # |gamma| sorted: .05 .1 .2 .3 .4 .5 .6 .7 .9 1.0; the 0.4 quantile is
   # .05 + .4 * 9 -> position 3.6 -> 0.3 + 0.6 * 0.1 = 0.36.
   assert allocation.bn_gamma_counts(params, lays, 0.4) == {'x': 2, 'y': 2}
-  thr = np.quantile([.05, .1, .2, .3, .4, .5, .6, .7, .9, 1.0], 0.7)
-  assert allocation.bn_gamma_counts(params, lays, 0.7) == {
-      'x': int(np.sum(np.array([.1, .5, .9, .2]) <= thr)),
-      'y': int(np.sum(np.array([.05, .3, 1.0, .7, .6, .4]) <= thr))}
+  # The 0.7 quantile: position 6.3 -> 0.6 + 0.3 * 0.1 = 0.63, so x prunes
+  # .1 .5 .2 and y prunes .05 .3 .6 .4.
+  assert allocation.bn_gamma_counts(params, lays, 0.7) == {'x': 3, 'y': 4}
 
 
 TARGETS = [('resnet56', 32, 125485696 * (1 - 0.6038)),
