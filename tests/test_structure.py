@@ -178,15 +178,43 @@ def test_flattened_features_map_by_stride():
   np.testing.assert_array_equal(idx[1], [1, 4, 7, 10])
 
 
-def test_param_masks_jit_does_not_recompile():
-  g = graph_of('resnet20', (1, 8, 8, 3))
+def reference_param_mask(g, coll, path, shape, channel_masks):
+  """numpy: the outer product over axes of each axis's keep-mask, where an
+  axis position is kept unless a group maps a pruned channel onto it."""
+  full = np.ones(shape, bool)
+  for a, n in enumerate(shape):
+    keep = np.ones(n, bool)
+    for gr, idx in g.groups_of(Member(coll, path, a)):
+      if gr.name in channel_masks:
+        m = np.asarray(channel_masks[gr.name])
+        for j in range(gr.size):
+          keep[idx[j]] &= m[j]
+    bshape = [1] * len(shape)
+    bshape[a] = n
+    full &= keep.reshape(bshape)
+  return full
+
+
+@pytest.mark.parametrize('name,shape', [('resnet20', (1, 8, 8, 3)),
+                                        ('vit_micro', (1, 8, 8, 3))])
+def test_param_masks_jit_does_not_recompile(name, shape):
+  g = graph_of(name, shape)
   f = jax.jit(g.param_masks)
   m1 = g.full_masks()
-  m2 = {k: v.at[0].set(False) for k, v in m1.items()}
+  rng = np.random.default_rng(0)
+  m2 = {k: jnp.asarray(rng.random(v.shape) < 0.6) for k, v in m1.items()}
   a, b = f(m1), f(m2)
   assert f._cache_size() == 1  # pylint: disable=protected-access
-  assert bool(jax.tree.leaves(a)[0].all())
-  assert not bool(b['params']['layer1_0']['conv1']['kernel'][..., 0].any())
+  pruned_leaves = 0
+  for (coll, path, leaf), ma, mb in zip(g.leaves, jax.tree.leaves(a),
+                                        jax.tree.leaves(b)):
+    shp = np.shape(leaf)
+    assert np.broadcast_to(ma, shp).all(), path
+    want = reference_param_mask(g, coll, path, shp, m2)
+    np.testing.assert_array_equal(np.broadcast_to(mb, shp), want,
+                                  err_msg='/'.join(path))
+    pruned_leaves += not want.all()
+  assert pruned_leaves > len(g.leaves) // 3
 
 
 def test_macs_match_flops_when_dense():
