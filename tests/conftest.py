@@ -139,3 +139,27 @@ def compile_cache(tmp_path_factory):
   path.mkdir(exist_ok=True)
   return {'JAX_COMPILATION_CACHE_DIR': str(path),
           'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+
+
+def cifar_resnet_params(depth, num_classes=10, widths=(16, 32, 64)):
+  """Hand formula: 3x3 convs without bias, 2 BN params per channel."""
+  n = (depth - 2) // 6
+  total = 27 * widths[0] + 2 * widths[0]  # Stem conv + BN.
+  c_in = widths[0]
+  for w in widths:
+    for _ in range(n):
+      total += 9 * c_in * w + 9 * w * w + 4 * w
+      c_in = w
+  return total + widths[-1] * num_classes + num_classes
+
+
+def cifar_resnet_macs(depth, num_classes=10, widths=(16, 32, 64)):
+  """Hand formula: 3x3 convs at 32, 16, 8 pixels, plus the classifier."""
+  n = (depth - 2) // 6
+  total, c_in, hw = 32 * 32 * 27 * widths[0], widths[0], 32
+  for stage, w in enumerate(widths):
+    for b in range(n):
+      hw //= 2 if stage and not b else 1
+      total += hw * hw * 9 * (c_in * w + w * w)
+      c_in = w
+  return total + widths[-1] * num_classes

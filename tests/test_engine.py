@@ -18,7 +18,8 @@ from jaxprune import checkpoint, optim
 from jaxprune.errors import JaxpruneError
 from jaxprune.tasks import classification
 
-from conftest import REPO, TINY, run_cli, run_main
+from conftest import (REPO, TINY, cifar_resnet_macs, cifar_resnet_params,
+                      run_cli, run_main)
 
 
 def final_params(workdir):
@@ -45,6 +46,9 @@ def test_two_step_main_run_on_eight_devices_under_mock_data(tmp_path):
   assert results['dataset'] == 'cifar10' and results['model'] == 'resnet20'
   assert results['steps'] == 2 and results['devices'] == 8
   assert 0 <= results['top1'] <= results['top5'] <= 100
+  # The dense tiny ResNet-20 at 32x32, by the hand formulas.
+  assert results['macs'] == cifar_resnet_macs(20, widths=(4, 8, 8))
+  assert results['params'] == cifar_resnet_params(20, widths=(4, 8, 8))
   assert results['config']['batch_size'] == 16
   lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert [l['step'] for l in lines if l['split'] == 'train'] == [1, 2]

@@ -6,6 +6,8 @@ import pytest
 from jaxprune import flops, models
 from jaxprune.errors import JaxpruneError
 
+from conftest import cifar_resnet_macs, cifar_resnet_params
+
 
 def counts(name, shape, num_classes, **overrides):
   model = models.create(name, num_classes, **overrides)
@@ -13,30 +15,6 @@ def counts(name, shape, num_classes, **overrides):
   variables = jax.eval_shape(
       lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
   return flops.count(model.apply, variables, x, train=False)
-
-
-def cifar_resnet_params(depth, num_classes=10, widths=(16, 32, 64)):
-  """Hand formula: 3x3 convs without bias, 2 BN params per channel."""
-  n = (depth - 2) // 6
-  total = 27 * widths[0] + 2 * widths[0]  # Stem conv + BN.
-  c_in = widths[0]
-  for w in widths:
-    for _ in range(n):
-      total += 9 * c_in * w + 9 * w * w + 4 * w
-      c_in = w
-  return total + widths[-1] * num_classes + num_classes
-
-
-def cifar_resnet_macs(depth, num_classes=10, widths=(16, 32, 64)):
-  """Hand formula: 3x3 convs at 32, 16, 8 pixels, plus the classifier."""
-  n = (depth - 2) // 6
-  total, c_in, hw = 32 * 32 * 27 * widths[0], widths[0], 32
-  for stage, w in enumerate(widths):
-    for b in range(n):
-      hw //= 2 if stage and not b else 1
-      total += hw * hw * 9 * (c_in * w + w * w)
-      c_in = w
-  return total + widths[-1] * num_classes
 
 
 def vit_macs(image, patch, num_classes, dim=384, depth=12, mlp=1536):

@@ -240,10 +240,17 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
   s1 = full['states'][1]
   assert s1['kept'] == {'head': [2, 8], 'neuron': [76, 256]}
   assert s1['params'] == full['pruned_params']  # Slimmed = graph.
-  summ = report.summary(full)
-  assert full['summary']['best'] == summ['best'] == max(
-      s['top1'] for s in full['states'])
-  assert full['summary']['mean'] == pytest.approx(full['states'][2]['top1'])
+  # The stored summary, against the states by hand (state 2 alone is the
+  # tail of states 2..N).
+  acc = [s['top1'] for s in full['states']]
+  summ = full['summary']
+  assert summ['state0'] == acc[0]
+  assert summ['best'] == max(acc) and acc[summ['best_state']] == max(acc)
+  assert summ['mean'] == pytest.approx(acc[2]) and summ['std'] == 0.0
+  assert summ['retention'] == pytest.approx(100 * max(acc) / acc[0])
+  assert summ['params_after'] == full['states'][2]['params']
+  assert summ['compression'] == pytest.approx(
+      full['dense_params'] / full['states'][2]['params'])
   # Slimmed == masked up to one of the 360 test images (float rounding of
   # two differently shaped computations may differ by CPU).
   assert abs(full['slim_top1'] - full['states'][2]['final_top1']) <= (
@@ -284,10 +291,12 @@ def test_state_loop_resumes_at_the_right_state_and_epoch(tmp_path, data_dir):
     if name == 'mid':
       assert 'State 2: resumed at step 10' in out
     again = results(wd2)
+    assert len(again['states']) == len(full['states'])
     for a, b in zip(full['states'], again['states']):
       a, b = dict(a), dict(b)
       a.pop('seconds'), b.pop('seconds')
       assert a == b
+    assert again['summary'] == full['summary']
     assert again['slim_top1'] == full['slim_top1']
 
 
