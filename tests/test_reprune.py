@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from jaxprune import models, structure
+from jaxprune import optax as optax_lib
 from jaxprune.errors import JaxpruneError
 from jaxprune.methods import allocation, reprune
 
@@ -284,6 +285,61 @@ def test_soft_masks_and_regrown_weights_come_back():
     back += regrown.sum()
   assert back > 0
   assert 0 < p.coverage(params, opt) <= 1
+
+
+def test_regrowth_event_counts_and_stash_restore():
+  """An event with delta > 0: Alg. 1 at s, plus the regrown channels; the
+  channels pruned at epoch 0 and kept now get their stashed weights back,
+  and the newly pruned ones are stashed."""
+  _, v, g, p = small_pruner(allocation='uniform', delta0=0.3, every_epochs=2,
+                            until_epoch=4)
+  lookup = lambda tree, l: np.asarray(structure.lookup(tree, l.kernel))
+  params = v['params']
+  tx = p.wrap(optax.sgd(0.1))
+  opt = tx.init(params)
+  params, opt, _ = p.event(0, 0, params, opt, jax.random.key(0))
+  cm0 = p.current_masks(opt)
+  # Epoch 0 prunes s - delta0 = 0.2: ceil(1.6) = 2 of 8, ceil(3.2) = 4 of 16.
+  assert {k: int((~m).sum()) for k, m in cm0.items()} == {
+      l.group: {8: 2, 16: 4}[l.size] for l in p.lays}
+  at_prune = jax.tree.map(np.array, params)
+  rng = np.random.default_rng(0)
+  for _ in range(3):  # Kept weights move on; pruned ones are held at zero.
+    grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape),
+                                               x.dtype), params)
+    u, opt = tx.update(grads, opt, params)
+    params = optax.apply_updates(params, u)
+  before = jax.tree.map(np.array, params)
+
+  key = jax.random.key(3)
+  params, opt, info = p.event(0, 2, params, opt, key)
+  cm = p.current_masks(opt)
+  # delta_2 = 0.3 (1 + cos(pi / 2)) / 2 = 0.15. Alg. 1 prunes ceil(0.5 n)
+  # (4 of 8, 8 of 16); s - delta = 0.35 prunes ceil(2.8) = 3, ceil(5.6) = 6,
+  # so 1 and 2 channels regrow.
+  assert info['delta'] == pytest.approx(0.15)
+  alg1, _ = reprune.select(jax.device_get(before), p.lays,
+                           {l.group: l.size // 2 for l in p.lays}, key,
+                           tie_break='lowest_index')
+  stash = optax_lib.find_state(opt).aux['stash']
+  restored = stashed = 0
+  for l in p.lays:
+    m, a = cm[l.group], np.asarray(alg1[l.group])
+    assert not (a & ~m).any()  # Alg. 1's filters are all kept,
+    assert int((m & ~a).sum()) == {8: 1, 16: 2}[l.size]  # plus the regrown.
+    now, was = lookup(params, l), lookup(before, l)
+    back = m & ~cm0[l.group]  # Pruned at epoch 0, kept now: stash values.
+    np.testing.assert_array_equal(now[..., back],
+                                  lookup(at_prune, l)[..., back])
+    assert not np.any(was[..., back])  # (They were zero until now.)
+    stay = m & cm0[l.group]
+    np.testing.assert_array_equal(now[..., stay], was[..., stay])
+    gone = cm0[l.group] & ~m  # Newly pruned: their weights are stashed.
+    np.testing.assert_array_equal(lookup(stash, l)[..., gone],
+                                  was[..., gone])
+    restored += back.sum()
+    stashed += gone.sum()
+  assert restored > 0 and stashed > 0
 
 
 def test_bad_settings_name_the_value():
