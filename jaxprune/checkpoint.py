@@ -104,7 +104,9 @@ def write_meta(workdir: str, meta: dict[str, Any]) -> None:
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, 'checkpoints')),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      # Known up front, so that `item_metadata` reads before any restore.
+      item_handlers=ocp.StandardCheckpointHandler())
 
 
 def restore_latest(mgr: ocp.CheckpointManager, target: Any) -> Any | None:
@@ -125,6 +127,11 @@ def restore_latest(mgr: ocp.CheckpointManager, target: Any) -> Any | None:
       target)
   errors = []
   for step in steps:
+    misfit = _misfit(mgr, step, abstract)
+    if misfit:
+      raise JaxpruneError(
+          f'Checkpoint step {step} in {mgr.directory} does not fit this model '
+          f'({misfit}); use another --workdir. Nothing was changed.')
     try:
       with _stderr_quiet():
         got = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -141,6 +148,45 @@ def restore_latest(mgr: ocp.CheckpointManager, target: Any) -> Any | None:
   raise JaxpruneError(
       f'No checkpoint in {mgr.directory} restores (newest, step {step}: '
       f'{msg}); use another --workdir.')
+
+
+def _key_name(k) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def _shapes(tree, is_leaf=None) -> dict[str, tuple[int, ...]]:
+  """'a/b/0/c' -> shape of every array leaf of a tree (dict, dataclass or
+  orbax metadata alike)."""
+  flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
+  return {'/'.join(_key_name(k) for k in path): tuple(leaf.shape)
+          for path, leaf in flat if hasattr(leaf, 'shape')}
+
+
+def _misfit(mgr: ocp.CheckpointManager, step: int, abstract: Any) -> str:
+  """How a checkpoint's stored arrays differ from `abstract` ('' if they
+  fit, or if the metadata is unreadable: then the restore tells)."""
+  try:
+    with _stderr_quiet():
+      meta = mgr.item_metadata(step)
+    stored = _shapes(meta, is_leaf=lambda m: hasattr(m, 'shape') and
+                     hasattr(m, 'dtype'))
+  except Exception:  # pylint: disable=broad-except
+    return ''
+  if not stored:
+    return ''
+  want = _shapes(abstract)
+  for name in sorted(set(stored) | set(want),
+                     key=lambda n: (not n.startswith('params'), n)):
+    if name not in want:
+      return f'{name} is stored but not in this model'
+    if name not in stored:
+      return f'{name} is not stored'
+    if stored[name] != want[name]:
+      return f'{name} is {stored[name]} stored, {want[name]} now'
+  return ''
 
 
 @contextlib.contextmanager

@@ -22,24 +22,35 @@ def _plain(v: Any) -> Any:
 
 
 class MetricWriter:
-  """Writes scalars to `<workdir>/metrics.jsonl` and `<workdir>/tensorboard`."""
+  """Writes scalars to `<workdir>/metrics.jsonl` and `<workdir>/tensorboard`.
+
+  Files are opened at the first record, so a run that stops with an error
+  before logging anything leaves no new file behind.
+  """
 
   def __init__(self, workdir: str):
     self.active = jax.process_index() == 0
+    self.workdir = workdir
+    self._path = os.path.join(workdir, 'metrics.jsonl')
+    self._jsonl = None
     self._tb = None
-    if self.active:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-      try:
-        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
-      except ImportError:  # TensorBoard output is optional.
-        self._tb = None
+
+  def _open(self) -> None:
+    if self._jsonl is not None:
+      return
+    os.makedirs(self.workdir, exist_ok=True)
+    self._jsonl = open(self._path, 'a')
+    try:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(self.workdir, 'tensorboard'))
+    except ImportError:  # TensorBoard output is optional.
+      self._tb = None
 
   def write(self, step: int, split: str, **scalars: Any) -> None:
     """Logs `scalars` under `split/` at `step`."""
     if not self.active:
       return
+    self._open()
     record = {'time': time.time(), 'step': int(step), 'split': split,
               **{k: _plain(v) for k, v in scalars.items()}}
     self._jsonl.write(json.dumps(record) + '\n')
@@ -56,11 +67,12 @@ class MetricWriter:
   def rewind(self, step: int) -> None:
     """Drops the JSONL records after the last mark at or before `step`
     (all records when there is none): a run resumes from there."""
-    if not self.active:
+    if not self.active or not os.path.exists(self._path):
       return
-    path = self._jsonl.name
-    self._jsonl.close()
-    with open(path) as f:
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    with open(self._path) as f:
       lines = f.readlines()
     keep = 0
     for i, line in enumerate(lines):
@@ -71,13 +83,12 @@ class MetricWriter:
       if r.get('split') == 'checkpoint' and r.get('step', 0) <= step:
         keep = i + 1
     if keep < len(lines):
-      with open(path + '.tmp', 'w') as f:
+      with open(self._path + '.tmp', 'w') as f:
         f.writelines(lines[:keep])
-      os.replace(path + '.tmp', path)
-    self._jsonl = open(path, 'a')
+      os.replace(self._path + '.tmp', self._path)
 
   def close(self) -> None:
-    if self.active and not self._jsonl.closed:
+    if self._jsonl is not None and not self._jsonl.closed:
       self._jsonl.close()
       if self._tb is not None:
         self._tb.close()

@@ -277,6 +277,47 @@ def test_no_restorable_checkpoint_stops_with_one_error(tmp_path):
       checkpoint.restore_latest(mgr, target)
 
 
+def edit_run_json(wd, **config):
+  path = os.path.join(wd, 'run.json')
+  with open(path) as f:
+    meta = json.load(f)
+  meta['config'].update(config)
+  meta.update({k: v for k, v in config.items() if k in meta})  # Identity.
+  with open(path, 'w') as f:  # As jaxprune writes it.
+    f.write(json.dumps(meta, indent=1, sort_keys=True))
+
+
+@pytest.mark.parametrize('case', ['run_json_missing', 'does_not_fit',
+                                  'off_epoch_boundary'])
+def test_workdirs_that_cannot_resume(finished, tmp_path, case):
+  """One line, nothing changed: checkpoints with no run.json; checkpoints
+  of another network under a matching run.json (e.g. the model's code
+  changed); a checkpoint step off this run's epoch boundaries (the dataset
+  changed size)."""
+  ref, args = finished
+  wd = str(tmp_path / 'w')
+  shutil.copytree(ref, wd)
+  os.remove(os.path.join(wd, 'results.json'))
+  extra = []
+  if case == 'run_json_missing':
+    os.remove(os.path.join(wd, 'run.json'))
+    message = 'holds a run but'
+  elif case == 'does_not_fit':
+    extra = ['--config.model_overrides.stage_widths=(4,8,16)']
+    edit_run_json(wd, model_overrides={'stage_widths': [4, 8, 16]})
+    message = ('does not fit this model (params/fc/kernel is (8, 10) '
+               'stored, (16, 10) now)')
+  else:
+    # 6 epochs of 22 steps = 132; at batch 96 an epoch is 14 steps.
+    extra = ['--config.batch_size=96']
+    edit_run_json(wd, batch_size=96)
+    message = 'Checkpoint step 132 is not at an epoch boundary of 14 steps'
+  before = checksums(wd)
+  code, out = run_main(*args, *extra, f'--workdir={wd}')
+  one_line_error(code, out, message)
+  assert checksums(wd) == before
+
+
 def test_offline_dataset_build_is_quiet(tmp_path, capfd):
   from jaxprune.data import offline  # pylint: disable=g-import-not-at-top
   offline.prepare('sklearn_digits', str(tmp_path))

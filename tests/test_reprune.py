@@ -347,9 +347,15 @@ def test_bad_settings_name_the_value():
                               ('linkage', 'centroid', 'allowed: ward'),
                               ('tie_break', 'first', 'allowed: lowest_index'),
                               ('sparsity', 1.5, 'sparsity=1.5'),
-                              ('target_macs', 1.0, 'out of reach')]:
+                              ('target_macs', 1.0, 'out of reach'),
+                              ('every_epochs', 0, 'every_epochs=0; allowed'),
+                              ('delta0', 0.6, r'delta0=0.6; allowed: 0 <= '
+                               r'sparsity < 1 and 0 <= delta0 <= sparsity')]:
     with pytest.raises(JaxpruneError, match=match):
       small_pruner(**{field: value})
+  with pytest.raises(JaxpruneError, match=r'target_macs=1000000.0 and '
+                     r'reprune.target_reduction=0.5; allowed: one of them'):
+    small_pruner(target_macs=1e6, target_reduction=0.5)
   with pytest.raises(JaxpruneError, match='no channel group'):
     small_pruner(exclude='.')
 

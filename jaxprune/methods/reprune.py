@@ -316,8 +316,10 @@ class REPrune(base.Method):
       raise JaxpruneError(f'reprune.every_epochs={cfg.every_epochs}; '
                           'allowed: an int >= 1.')
     if cfg.target_macs and cfg.target_reduction:
-      raise JaxpruneError('Set one of reprune.target_macs and '
-                          'reprune.target_reduction, not both.')
+      raise JaxpruneError(
+          f'reprune.target_macs={cfg.target_macs} and '
+          f'reprune.target_reduction={cfg.target_reduction}; allowed: one '
+          'of them (the other 0), not both.')
     self.log = ctx.log
     self.graph = graph
     self.lays = layers(graph, ctx.params, residual=cfg.residual,
