@@ -318,44 +318,110 @@ def _arg_key(args):
                         for x in leaves)
 
 
-def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
-           path: str) -> str:
-  """Writes the slim forward pass as a `jax.export` artifact plus its params.
+def _with_batch(args: Any, batch: int) -> Any:
+  """`args` as shape structs with leading (batch) dim `batch`."""
+  def one(x):
+    shape = np.shape(x)
+    if not shape:
+      raise ValueError('export(batch_sizes=...) needs inputs with a leading '
+                       'batch axis; got a scalar.')
+    return jax.ShapeDtypeStruct((batch, *shape[1:]), jnp.result_type(x))
+  return jax.tree.map(one, args)
 
-  Files: `<path>/forward.jax_exported` (serialized `jax.export.Exported` of
-  `slim_apply_fn(variables, *args)` for the shapes of `args`),
-  `<path>/variables.msgpack` (flax msgpack) and `<path>/meta.json`.
+
+def _artifact(batch: int) -> str:
+  return f'forward_b{batch}.jax_exported'
+
+
+def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
+           path: str, batch_sizes: tuple[int, ...] | None = None) -> str:
+  """Writes the slim forward pass as `jax.export` artifacts plus its params.
+
+  `slim_apply_fn` may be any function `(variables, *args) -> outputs`, e.g.
+  the eval-mode forward, or a train-mode one that also returns updated
+  batch statistics (`mutable=['batch_stats']` when slimming).
+
+  Files: one serialized `jax.export.Exported` per batch size,
+  `<path>/forward_b<N>.jax_exported`; `<path>/variables.msgpack` (flax
+  msgpack); `<path>/meta.json` with `inputs` (shapes at the first batch
+  size), `batch_sizes`, `params` (scalars in the 'params' collection, as
+  `jaxprune.flops.count` and results.json's `pruned_params` count them) and
+  `variables` (all scalars, batch statistics included).
+
+  Args:
+    slim_apply_fn: the function to export.
+    slim_vars: its variables.
+    *args: example inputs (only shapes and dtypes are used).
+    path: the directory to write.
+    batch_sizes: leading-axis sizes to export (each a separate artifact);
+      default: the example inputs' own.
 
   Returns:
     `path`.
   """
   from flax import serialization  # pylint: disable=g-import-not-at-top
+  if batch_sizes is None:
+    lead = {np.shape(x)[0] for x in jax.tree.leaves(args) if np.ndim(x)}
+    batch_sizes = (lead.pop(),) if len(lead) == 1 else ()
+    structs = [jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+        np.shape(x), jnp.result_type(x)), args)]
+  else:
+    batch_sizes = tuple(batch_sizes)
+    bad = [b for b in batch_sizes if not isinstance(b, int) or b < 1]
+    if bad or not batch_sizes:
+      raise ValueError(f'batch_sizes={batch_sizes!r}; allowed: ints >= 1.')
+    structs = [_with_batch(args, b) for b in batch_sizes]
   os.makedirs(path, exist_ok=True)
   spec = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
-  exp = jax.export.export(jax.jit(slim_apply_fn))(
-      jax.tree.map(spec, slim_vars), *jax.tree.map(spec, args))
-  with open(os.path.join(path, 'forward.jax_exported'), 'wb') as f:
-    f.write(exp.serialize())
+  names = [_artifact(b) for b in batch_sizes] or ['forward.jax_exported']
+  for name, st in zip(names, structs):
+    exp = jax.export.export(jax.jit(slim_apply_fn))(
+        jax.tree.map(spec, slim_vars), *st)
+    with open(os.path.join(path, name), 'wb') as f:
+      f.write(exp.serialize())
   with open(os.path.join(path, 'variables.msgpack'), 'wb') as f:
     f.write(serialization.msgpack_serialize(jax.device_get(slim_vars)))
+  size = lambda tree: int(sum(math.prod(np.shape(x)) for x in
+                              jax.tree.leaves(tree)))
+  params = slim_vars.get('params', slim_vars) if isinstance(
+      slim_vars, dict) else slim_vars
   with open(os.path.join(path, 'meta.json'), 'w') as f:
-    json.dump({'inputs': [list(np.shape(x)) for x in jax.tree.leaves(args)],
-               'params': int(sum(math.prod(np.shape(x)) for x in
-                                 jax.tree.leaves(slim_vars)))}, f)
+    json.dump({'inputs': [list(x.shape) for x in jax.tree.leaves(structs[0])],
+               'batch_sizes': list(batch_sizes), 'params': size(params),
+               'variables': size(slim_vars)}, f)
   return path
 
 
 def load_export(path: str) -> tuple[Callable[..., Any], Any]:
   """Reads an `export` directory: returns `(call, variables)`.
 
-  `call(variables, *args)` runs the exported computation.
+  `call(variables, *args)` runs the exported computation of the inputs'
+  batch size; another batch size raises ValueError naming the exported ones.
   """
   from flax import serialization  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(path, 'forward.jax_exported'), 'rb') as f:
-    exp = jax.export.deserialize(bytearray(f.read()))
+  with open(os.path.join(path, 'meta.json')) as f:
+    sizes = json.load(f).get('batch_sizes', [])
+  files = {b: os.path.join(path, _artifact(b)) for b in sizes}
+  if not files or not all(os.path.exists(p) for p in files.values()):
+    files = {None: os.path.join(path, 'forward.jax_exported')}
+  exported = {}
+  for b, p in files.items():
+    with open(p, 'rb') as f:
+      exported[b] = jax.export.deserialize(bytearray(f.read()))
   with open(os.path.join(path, 'variables.msgpack'), 'rb') as f:
     variables = serialization.msgpack_restore(f.read())
-  return exp.call, variables
+
+  def call(variables, *args):
+    if None in exported:
+      return exported[None].call(variables, *args)
+    lead = {np.shape(x)[0] for x in jax.tree.leaves(args) if np.ndim(x)}
+    b = lead.pop() if len(lead) == 1 else None
+    if b not in exported:
+      raise ValueError(f'batch size {b}; allowed: {sorted(exported)} (the '
+                       f'sizes exported to {path}).')
+    return exported[b].call(variables, *args)
+
+  return call, variables
 
 
 def zoo_overrides(model: str, params: Any) -> dict[str, Any]:

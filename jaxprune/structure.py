@@ -757,8 +757,7 @@ def _leaf_members(variables) -> list[tuple[Member | None, Any]]:
   """(collection, path) of every leaf of a variables pytree, in flat order."""
   out = []
   for keypath, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
-    keys = tuple(str(getattr(k, 'key', getattr(k, 'name', getattr(
-        k, 'idx', k)))) for k in keypath)
+    keys = tuple(_key_name(k) for k in keypath)
     out.append((keys[0] if len(keys) > 1 else '', keys[1:] if len(keys) > 1
                 else keys, leaf))
   return out
@@ -1132,6 +1131,14 @@ def lookup(tree: Any, path: tuple[str, ...]) -> Any:
   return tree
 
 
+def _key_name(k) -> str:
+  """The name of one pytree path entry (dict key, attribute or index)."""
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
 def _first(idx) -> int:
   return 0 if idx is None else int(idx.min())
 
@@ -1161,6 +1168,8 @@ def trace(apply_fn: Callable[..., Any], variables: Any, *args: Any,
     a = jax.tree.unflatten(args_treedef, arg_leaves)
     out = apply_fn(v, *a, **kwargs)
     flat, out_store['treedef'] = jax.tree.flatten(out)
+    out_store['paths'] = [tuple(_key_name(k) for k in p) for p, _ in
+                          jax.tree_util.tree_flatten_with_path(out)[0]]
     return flat
 
   closed = jax.make_jaxpr(fn)(var_leaves, arg_leaves)
@@ -1177,10 +1186,22 @@ def trace(apply_fn: Callable[..., Any], variables: Any, *args: Any,
   for v in jaxpr.constvars:
     t.set_info(v, _VarInfo())
   t.walk(jaxpr)
-  for v in jaxpr.outvars:
-    if not _is_literal(v):
+  # An output that is a variable's new value (flax's `mutable=[...]`, e.g.
+  # updated batch statistics) is sliced like that variable, not fixed in
+  # width like the model's outputs.
+  var_of = {(coll, *map(str, path)): v for (coll, path, _), v in
+            zip(leaves, jaxpr.invars[:len(var_leaves)])}
+  for v, names in zip(jaxpr.outvars, out_store['paths']):
+    if _is_literal(v):
+      continue
+    same = next((var_of[names[i:]] for i in range(len(names) - 1)
+                 if names[i:] in var_of), None)
+    if same is not None and _shape(same) == _shape(v):
       for a in range(len(_shape(v))):
-        t.io[t.node(v, a)] = 'touches the model output'
-        t.touches[t.node(v, a)].add('output')
+        t.union(t.node(v, a), t.node(same, a), 'a variable and its update')
+      continue
+    for a in range(len(_shape(v))):
+      t.io[t.node(v, a)] = 'touches the model output'
+      t.touches[t.node(v, a)].add('output')
   return ChannelGraph(t, closed, variables, leaves, treedef, len(var_leaves),
                       args_treedef, out_store.get('treedef'))

@@ -3,7 +3,10 @@ a real offline run whose slimmed network matches the masked one."""
 import json
 import os
 
+import numpy as np
 import pytest
+
+from jaxprune import slim
 
 from conftest import (ONE_DEVICE, TINY, config_rows, results_of, row_id,
                       run_main)
@@ -75,7 +78,16 @@ def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
   cov = [l for l in lines if l['split'] == 'coverage']
   assert [c['epoch'] for c in cov] == [1, 2, 3, 4]
   assert all(0 < c['coverage_rate'] <= 1 for c in cov)
-  assert os.path.exists(os.path.join(workdir, 'slim', 'forward.jax_exported'))
+  # The export runs at batch 1 and at the eval batch, holds what results.json
+  # counts, and gives the slimmed network's outputs.
+  exp = os.path.join(workdir, 'slim')
+  with open(os.path.join(exp, 'meta.json')) as f:
+    meta = json.load(f)
+  assert meta['batch_sizes'] == [1, r['config']['eval_batch_size']]
+  assert meta['params'] == r['pruned_params'] < meta['variables']
+  call, variables = slim.load_export(exp)
+  x = np.random.default_rng(0).normal(size=(1, 8, 8, 1)).astype(np.float32)
+  assert call(variables, x).shape == (1, 10)
   # Resuming a finished run changes nothing and reports the same.
   code, out = run_main(*args)
   assert code == 0, out[-3000:]

@@ -52,8 +52,10 @@ def slim_and_evaluate(su: Setup, graph, channel_masks, variables,
                100 * (1 - counts.params / dense_counts.params),
                ' '.join(f'{k} {v:.2f}' for k, v in ev.items()))
   if export and jax.process_index() == 0:
+    # Batch 1 (latency) and the eval batch (throughput).
+    sizes = tuple(sorted({1, int(su.config.eval_batch_size)}))
     path = slim.export(slim_apply, slim_vars, jnp.zeros(su.shape, jnp.float32),
-                       path=os.path.join(workdir, 'slim'))
+                       path=os.path.join(workdir, 'slim'), batch_sizes=sizes)
     logging.info('slimmed network exported to %s', path)
   return {
       'dense_macs': dense_counts.macs, 'pruned_macs': counts.macs,
