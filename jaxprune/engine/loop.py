@@ -325,6 +325,10 @@ class _Run:
         params, opt_state, info = method.event(
             k, epoch, state.params, state.opt_state,
             jax.random.fold_in(event_key, epoch))
+        # Back to the replicated layout the train step was compiled for
+        # (a method's own jit may leave another one).
+        params, opt_state = jax.device_put((params, opt_state),
+                                           su.replicated)
         state = state.replace(params=params, opt_state=opt_state)
         self.writer.write(base + int(state.step), 'prune', epoch=epoch,
                           **info)

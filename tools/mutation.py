@@ -1,0 +1,358 @@
+"""Mutation testing of jaxprune's core: plant one small bug at a time, run
+the module's tests, count the bugs they catch.
+
+    python tools/mutation.py                      # every target
+    python tools/mutation.py coverage masks -j 2  # some, two workers
+    python tools/mutation.py optax --show-survivors
+
+Each mutant changes one operator or constant in one function of a target
+(`TARGETS`): `<`/`<=`/`==` swaps, `+`/`-`, `*`/`/`, `&`/`|`, `and`/`or`,
+a dropped `not`/`-`/`~`, an integer `n` -> `n + 1`, a float `x` -> `2x`,
+`True`/`False` swapped, `min`/`max` and `any`/`all` swapped. Mutants are
+compiled from the syntax tree and executed into the imported module (no
+file is written); a worker process imports JAX once, runs the target's
+tests in-process with `pytest -x` for each mutant, and clears JAX's caches
+between mutants. A mutant is killed when a test fails (or it runs past the
+timeout, which restarts the worker). Survivors are printed with their
+line and change; `EQUIVALENT` lists the reviewed ones that no test can
+kill, with why. Not part of CI: it takes tens of minutes.
+"""
+import argparse
+import ast
+import copy
+import dataclasses
+import importlib
+import io
+import json
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  module: str
+  functions: tuple[str, ...] | None  # Qualified names; None: every one.
+  tests: tuple[str, ...]  # pytest arguments.
+
+
+TARGETS = {
+    'coverage': Target('jaxprune.coverage', None, (
+        'tests/test_coverage.py',)),
+    'cluster': Target('jaxprune.cluster', None, ('tests/test_cluster.py',)),
+    'masks': Target('jaxprune.masks', None, ('tests/test_masks.py',)),
+    'optax': Target('jaxprune.optax', None, ('tests/test_optax.py',)),
+    'slim.round_masks': Target('jaxprune.slim', ('round_masks',), (
+        'tests/test_slim.py::test_round_to_rounds_up',)),
+    'criteria': Target('jaxprune.methods.criteria', None, (
+        'tests/test_criteria.py',)),
+    'allocation': Target('jaxprune.methods.allocation', None, (
+        'tests/test_allocation.py',)),
+    'structure.param_masks': Target('jaxprune.structure', (
+        'ChannelGraph.param_masks', 'ChannelGraph._axis_mask',
+        'ChannelGraph.macs', 'ChannelGraph._check_masks'), (
+            'tests/test_structure.py',)),
+}
+
+# Reviewed survivors no test can kill: (target, line text, change) -> why.
+EQUIVALENT: dict[tuple[str, str, str], str] = {}
+
+
+# -- mutants ------------------------------------------------------------------
+_SWAPS = {
+    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
+    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Div, ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult,
+    ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd, ast.BitXor: ast.BitAnd,
+    ast.And: ast.Or, ast.Or: ast.And, ast.LShift: ast.RShift,
+    ast.RShift: ast.LShift,
+}
+_NAME_SWAPS = {'min': 'max', 'max': 'min', 'any': 'all', 'all': 'any',
+               'argmin': 'argmax', 'argmax': 'argmin', 'minimum': 'maximum',
+               'maximum': 'minimum'}
+
+
+def _docstring_nodes(tree) -> set[int]:
+  out = set()
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef,
+                         ast.AsyncFunctionDef)) and node.body and isinstance(
+                             node.body[0], ast.Expr) and isinstance(
+                                 node.body[0].value, ast.Constant):
+      out.add(id(node.body[0].value))
+  return out
+
+
+def _functions(tree, names):
+  """The FunctionDef nodes to mutate (by qualified name)."""
+  out = []
+
+  def visit(node, prefix):
+    for child in ast.iter_child_nodes(node):
+      if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        qual = prefix + child.name
+        if names is None or qual in names:
+          out.append(child)
+        elif names is not None:
+          visit(child, qual + '.')
+      elif isinstance(child, ast.ClassDef):
+        visit(child, prefix + child.name + '.')
+  visit(tree, '')
+  return out
+
+
+def _changes(node, skip):
+  """(description, mutate(node)) for one node."""
+  if id(node) in skip:
+    return []
+  out = []
+  if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in _SWAPS:
+    new = _SWAPS[type(node.op)]
+    out.append((f'{type(node.op).__name__} -> {new.__name__}',
+                lambda n, new=new: setattr(n, 'op', new())))
+  elif isinstance(node, ast.BoolOp):
+    new = _SWAPS[type(node.op)]
+    out.append((f'{type(node.op).__name__} -> {new.__name__}',
+                lambda n, new=new: setattr(n, 'op', new())))
+  elif isinstance(node, ast.Compare):
+    for i, op in enumerate(node.ops):
+      if type(op) in _SWAPS:
+        new = _SWAPS[type(op)]
+
+        def f(n, i=i, new=new):
+          n.ops[i] = new()
+        out.append((f'{type(op).__name__} -> {new.__name__}', f))
+  elif isinstance(node, ast.Constant):
+    v = node.value
+    if isinstance(v, bool):
+      out.append((f'{v} -> {not v}',
+                  lambda n: setattr(n, 'value', not n.value)))
+    elif isinstance(v, int):
+      out.append((f'{v} -> {v + 1}', lambda n: setattr(n, 'value',
+                                                       n.value + 1)))
+    elif isinstance(v, float):
+      new = 2 * v if v else 1.0
+      out.append((f'{v} -> {new}',
+                  lambda n, new=new: setattr(n, 'value', new)))
+  elif isinstance(node, ast.Name) and node.id in _NAME_SWAPS:
+    new = _NAME_SWAPS[node.id]
+    out.append((f'{node.id} -> {new}',
+                lambda n, new=new: setattr(n, 'id', new)))
+  elif isinstance(node, ast.Attribute) and node.attr in _NAME_SWAPS:
+    new = _NAME_SWAPS[node.attr]
+    out.append((f'.{node.attr} -> .{new}',
+                lambda n, new=new: setattr(n, 'attr', new)))
+  return out
+
+
+class _Drop(ast.NodeTransformer):
+  """Replaces one UnaryOp (not, -, ~) by its operand."""
+
+  def __init__(self, index):
+    self.index, self.seen = index, -1
+
+  def visit_UnaryOp(self, node):
+    self.generic_visit(node)
+    self.seen += 1
+    return node.operand if self.seen == self.index else node
+
+
+def mutants(target: Target):
+  """Yields (line, change, mutated module tree) for every mutant."""
+  path = importlib.util.find_spec(target.module).origin
+  with open(path) as f:
+    source = f.read()
+  tree = ast.parse(source)
+  lines = source.splitlines()
+  skip = _docstring_nodes(tree)
+  funcs = _functions(tree, target.functions)
+  # Nodes by walk index, so that a deep copy can find the same node.
+  order = {id(n): i for i, n in enumerate(ast.walk(tree))}
+  for fn in funcs:
+    for node in ast.walk(fn):
+      if node is fn:
+        continue
+      # Decorators and default values are module-level code: mutate them
+      # too only inside the body.
+      for desc, apply in _changes(node, skip):
+        t = copy.deepcopy(tree)
+        twin = list(ast.walk(t))[order[id(node)]]
+        apply(twin)
+        yield node.lineno, lines[node.lineno - 1].strip(), desc, t
+  unary = [n for n in ast.walk(tree) if isinstance(n, ast.UnaryOp)]
+  inside = {id(n) for fn in funcs for n in ast.walk(fn)}
+  for k, node in enumerate(unary):
+    if id(node) in inside:
+      t = _Drop(k).visit(copy.deepcopy(tree))
+      yield (node.lineno, lines[node.lineno - 1].strip(),
+             f'drop {type(node.op).__name__}', t)
+
+
+# -- the worker -----------------------------------------------------------------
+def _worker(name, jobs, results):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_force_host_platform_device_count=8')
+  os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+  os.environ['CI'] = '1'  # Derandomized hypothesis: the same examples.
+  os.chdir(REPO)
+  sys.path[:0] = [REPO, os.path.join(REPO, 'tests')]
+  import jax  # pylint: disable=g-import-not-at-top
+  import pytest  # pylint: disable=g-import-not-at-top
+  target = TARGETS[name]
+  module = importlib.import_module(target.module)
+  path = module.__file__
+  original = ast.parse(open(path).read())
+  all_mutants = list(mutants(target))
+
+  def run_tests():
+    out = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = out
+    try:
+      code = pytest.main(['-x', '-q', '-p', 'no:cacheprovider',
+                          '--no-header', '-W', 'ignore', *target.tests])
+    finally:
+      sys.stdout, sys.stderr = saved
+    return int(code)
+
+  def load(tree):
+    exec(compile(tree, path, 'exec'), module.__dict__)  # pylint: disable=exec-used
+    jax.clear_caches()
+
+  while True:
+    try:
+      k = jobs.get_nowait()
+    except queue.Empty:
+      return
+    if k < 0:  # The baseline: the unmutated tests must pass.
+      load(original)
+      results.put((k, run_tests()))
+      continue
+    load(all_mutants[k][3])
+    results.put((k, run_tests()))
+    load(original)
+
+
+def run_target(name: str, workers: int, timeout: float, log=print):
+  """Returns (killed, total, survivors [(line, text, change)])."""
+  target = TARGETS[name]
+  found = [(line, text, desc) for line, text, desc, _ in mutants(target)]
+  ctx = mp.get_context('spawn')
+  results = ctx.Queue()
+  # Baseline first (and its time sets the per-mutant timeout).
+  jobs = ctx.Queue()
+  jobs.put(-1)
+  t0 = time.time()
+  p = ctx.Process(target=_worker, args=(name, jobs, results))
+  p.start()
+  k, code = results.get()
+  p.join()
+  base = time.time() - t0
+  if code != 0:
+    raise SystemExit(f'{name}: the unmutated tests fail (pytest exit {code});'
+                     ' fix them first.')
+  limit = max(timeout, 3 * base)
+  log(f'{name}: {len(found)} mutants; tests pass unmutated in {base:.0f}s')
+  pending = list(range(len(found)))
+  status = {}
+  running = {}  # worker process -> (jobs queue, current index, start time)
+
+  def start(indices):
+    q = ctx.Queue()
+    for i in indices:
+      q.put(i)
+    w = ctx.Process(target=_worker, args=(name, q, results))
+    w.start()
+    return w, q
+
+  chunks = [pending[i::workers] for i in range(workers)]
+  procs = {}
+  for c in chunks:
+    if c:
+      w, q = start(c)
+      procs[w] = [c, 0, time.time()]
+  while procs:
+    try:
+      k, code = results.get(timeout=5)
+      for w, st in procs.items():
+        if st[0] and st[0][st[1]] == k:
+          st[1] += 1
+          st[2] = time.time()
+          break
+      status[k] = code
+      done = len(status)
+      if done % 10 == 0:
+        log(f'  {done}/{len(found)} run, {sum(1 for c in status.values() if c)}'
+            ' killed')
+    except queue.Empty:
+      pass
+    for w in list(procs):
+      todo, pos, since = procs[w]
+      if pos >= len(todo):
+        w.join(timeout=30)
+        del procs[w]
+      elif time.time() - since > limit:  # Hung: killed by timeout.
+        w.kill()
+        w.join()
+        status[todo[pos]] = 'timeout'
+        del procs[w]
+        rest = todo[pos + 1:]
+        if rest:
+          nw, _ = start(rest)
+          procs[nw] = [rest, 0, time.time()]
+      elif not w.is_alive() and pos < len(todo):
+        # Crashed mid-mutant (e.g. a segfault): killed.
+        status[todo[pos]] = 'crash'
+        del procs[w]
+        rest = todo[pos + 1:]
+        if rest:
+          nw, _ = start(rest)
+          procs[nw] = [rest, 0, time.time()]
+  survivors = [found[k] for k in range(len(found)) if status.get(k) == 0]
+  equivalent = [s for s in survivors if (name, s[1], s[2]) in EQUIVALENT]
+  killed = len(found) - len(survivors)
+  return killed, len(found), survivors, equivalent
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('targets', nargs='*', default=sorted(TARGETS),
+                      help=f'some of: {", ".join(sorted(TARGETS))}')
+  parser.add_argument('-j', '--workers', type=int, default=2)
+  parser.add_argument('--timeout', type=float, default=120,
+                      help='seconds per mutant at least (else 3x baseline)')
+  parser.add_argument('--json', help='write the scores here')
+  args = parser.parse_args()
+  bad = [t for t in args.targets if t not in TARGETS]
+  if bad:
+    parser.error(f'unknown target(s) {bad}; allowed: '
+                 f'{", ".join(sorted(TARGETS))}')
+  report = {}
+  for name in args.targets:
+    t0 = time.time()
+    killed, total, survivors, equivalent = run_target(
+        name, args.workers, args.timeout)
+    score = 100 * (killed + len(equivalent)) / max(total, 1)
+    report[name] = {'mutants': total, 'killed': killed,
+                    'equivalent': len(equivalent), 'score': round(score, 1),
+                    'minutes': round((time.time() - t0) / 60, 1),
+                    'survivors': [list(s) for s in survivors
+                                  if s not in equivalent]}
+    print(f'{name}: {killed}/{total} killed, {len(equivalent)} equivalent: '
+          f'{score:.1f}% ({report[name]["minutes"]} min)')
+    for line, text, desc in survivors:
+      tag = 'equivalent' if (line, text, desc) in equivalent else 'SURVIVED'
+      print(f'  {tag} line {line}: {desc}: {text}')
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(report, f, indent=1)
+
+
+if __name__ == '__main__':
+  main()
