@@ -1,0 +1,127 @@
+"""Importance criteria and top-k rules, against numbers worked by hand."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune.errors import JaxpruneError
+from jaxprune.methods import criteria
+from jaxprune.methods.units import Unit
+
+# A 1x2 kernel with 2 inputs and 3 filters: filter c = W[..., c].
+W = np.array([[[[1., -2., 0.], [3., 0., -1.]],
+               [[-1., 2., 0.], [0., 4., 2.]]]])  # [1, 2, 2, 3]
+PARAMS = {'conv': {'kernel': W}, 'bn': {'scale': np.array([0.5, -2., 1.])},
+          'bn2': {'scale': np.array([1.5, 0., -1.])},
+          'q': {'kernel': np.arange(12.).reshape(2, 6) - 5}}
+UNIT = Unit('conv', 3, 'channel', ((('conv', 'kernel'), -1),),
+            kernel=('conv', 'kernel'), gammas=(('bn', 'scale'),))
+
+
+def test_filter_norms_by_hand():
+  # |W| per filter: (1+3+1+0, 2+0+2+4, 0+1+0+2) = (5, 8, 3).
+  np.testing.assert_allclose(criteria.filter_norm(PARAMS, UNIT), [5, 8, 3])
+  # sqrt of squares: (1+9+1, 4+4+16, 1+4).
+  np.testing.assert_allclose(criteria.filter_norm(PARAMS, UNIT, 'l2'),
+                             np.sqrt([11, 24, 5]), rtol=1e-6)
+  with pytest.raises(JaxpruneError, match="norm='l3'; allowed: l1, l2"):
+    criteria.filter_norm(PARAMS, UNIT, 'l3')
+  with pytest.raises(JaxpruneError, match='no kernel'):
+    criteria.filter_norm(PARAMS, Unit('g', 3, 'channel', ()))
+
+
+def test_bn_gamma_by_hand():
+  np.testing.assert_allclose(criteria.bn_gamma(PARAMS, UNIT), [0.5, 2., 1.])
+  two = Unit('conv', 3, 'channel', (), gammas=(('bn', 'scale'),
+                                                ('bn2', 'scale')))
+  np.testing.assert_allclose(criteria.bn_gamma(PARAMS, two), [1., 1., 1.])
+  with pytest.raises(JaxpruneError, match='no normalisation scale'):
+    criteria.bn_gamma(PARAMS, Unit('g', 3, 'channel', ()))
+
+
+def test_magnitude_sums_every_producer_and_composite_entries():
+  np.testing.assert_allclose(criteria.magnitude(PARAMS, UNIT), [5, 8, 3])
+  # q: [2, 6] = [[-5..0], [1..6]]; |q| column sums: 6 5 4 3 2 6 ... by hand:
+  # columns (-5, 1) (-4, 2) (-3, 3) (-2, 4) (-1, 5) (0, 6) -> 6 6 6 6 6 6.
+  # Two heads of 3 entries: {0, 1, 2}, {3, 4, 5}; plus the conv's filters
+  # (a second producer of 3 entries, plain).
+  heads = Unit('h', 2, 'head', ((('q', 'kernel'), 1),
+                                (('conv', 'kernel'), 3)),
+               index=(np.array([[0, 1, 2], [3, 4, 5]]),
+                      np.array([[0, 1], [1, 2]])))
+  np.testing.assert_allclose(criteria.magnitude(PARAMS, heads),
+                             [18 + 5 + 8, 18 + 8 + 3])
+
+
+def test_unit_and_axis_sums():
+  x = jnp.arange(24.).reshape(2, 3, 4)
+  np.testing.assert_allclose(criteria.axis_sums(x, 1), [60, 92, 124])
+  np.testing.assert_allclose(criteria.axis_sums(x, 0), [66, 210])
+  np.testing.assert_allclose(criteria.unit_sums(x, 1, np.array([[0, 2],
+                                                                [1, 1]])),
+                             [184, 184])
+
+
+def test_top_k_ties_go_to_the_lower_index():
+  s = jnp.array([3., 1., 3., 2., 1.])
+  np.testing.assert_array_equal(criteria.top_k(s, 1),
+                                [True, False, False, False, False])
+  np.testing.assert_array_equal(criteria.top_k(s, 2),
+                                [True, False, True, False, False])
+  np.testing.assert_array_equal(criteria.top_k(s, 4),
+                                [True, True, True, True, False])
+  assert int(criteria.top_k(s, 0).sum()) == 0
+  assert int(criteria.top_k(s, 5).sum()) == 5
+
+
+def test_global_top_ranks_over_groups():
+  scores = {'a': np.array([0.5, 3.0]), 'b': np.array([1.0, 3.0, 0.1])}
+  got = criteria.global_top(scores, 3)
+  # 3.0 (a1), 3.0 (b1; the earlier group first on a tie), then 1.0 (b0).
+  np.testing.assert_array_equal(got['a'], [False, True])
+  np.testing.assert_array_equal(got['b'], [True, True, False])
+  got = criteria.global_top(scores, 1)
+  np.testing.assert_array_equal(got['a'], [False, True])
+  assert not got['b'].any()
+  assert all(m.all() for m in criteria.global_top(scores, 5).values())
+  assert not any(m.any() for m in criteria.global_top(scores, 0).values())
+  with pytest.raises(ValueError, match='keep=6; allowed: 0..5'):
+    criteria.global_top(scores, 6)
+  with pytest.raises(ValueError, match='keep=-1; allowed: 0..5'):
+    criteria.global_top(scores, -1)
+
+
+def test_magnitude_masks_by_hand():
+  params = {'a': {'kernel': np.array([[4., -1.], [0.5, 3.]])},
+            'b': {'kernel': np.array([-2., 6., 0.25])},
+            'head': {'kernel': np.array([9.])}}
+  paths = [('a', 'kernel'), ('b', 'kernel')]
+  # 7 weights; rate 0.4 -> int(2.8) = 2 smallest |w| go: 0.25 and 0.5.
+  m = criteria.magnitude_masks(params, paths, 0.4)
+  np.testing.assert_array_equal(m['a']['kernel'], [[True, True],
+                                                   [False, True]])
+  np.testing.assert_array_equal(m['b']['kernel'], [True, True, False])
+  assert m['head']['kernel'].shape == (1,) and m['head']['kernel'].all()
+  # Of the 5 left, rate 0.5 -> int(2.5) = 2 more go: |-1| and |-2|.
+  m2 = criteria.magnitude_masks(params, paths, 0.5, m)
+  np.testing.assert_array_equal(m2['a']['kernel'], [[True, False],
+                                                    [False, True]])
+  np.testing.assert_array_equal(m2['b']['kernel'], [False, True, False])
+  # keep= instead of rate: the 2 largest of the 5 remaining, 6 and 4.
+  m3 = criteria.magnitude_masks(params, paths, current=m, keep=2)
+  np.testing.assert_array_equal(m3['a']['kernel'], [[True, False],
+                                                    [False, False]])
+  np.testing.assert_array_equal(m3['b']['kernel'], [False, True, False])
+  # Ties at the threshold: the later weight in paths order is kept.
+  tied = {'a': {'kernel': np.array([1., 1.])}, 'b': {'kernel': np.array([1.])}}
+  mt = criteria.magnitude_masks(tied, [('a', 'kernel'), ('b', 'kernel')],
+                                keep=1)
+  np.testing.assert_array_equal(mt['a']['kernel'], [False, False])
+  np.testing.assert_array_equal(mt['b']['kernel'], [True])
+  for kwargs, match in (({}, 'exactly one'),
+                        ({'rate': 0.5, 'keep': 1}, 'exactly one'),
+                        ({'rate': 1.0}, 'rate=1.0; allowed'),
+                        ({'rate': -0.1}, 'rate=-0.1; allowed'),
+                        ({'keep': 8}, 'keep=8; allowed: 0..7'),
+                        ({'keep': -1}, 'keep=-1; allowed: 0..7')):
+    with pytest.raises(ValueError, match=match):
+      criteria.magnitude_masks(params, paths, **kwargs)
