@@ -80,3 +80,12 @@ def test_random_mask_is_the_draws_below_keep(keep):
   want = r < keep
   want[np.argmin(r)] = True
   np.testing.assert_array_equal(m, want)
+
+
+def test_random_keeps_half_by_default():
+  g = Graph({'x': 64})
+  np.testing.assert_array_equal(
+      masks_lib.random(g, jax.random.key(9))['x'],
+      masks_lib.random(g, jax.random.key(9), 0.5)['x'])
+  assert not np.array_equal(masks_lib.random(g, jax.random.key(9))['x'],
+                            masks_lib.random(g, jax.random.key(9), 0.7)['x'])

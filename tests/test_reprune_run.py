@@ -2,14 +2,17 @@
 a real offline run whose slimmed network matches the masked one."""
 import json
 import os
+import signal
+import time
 
+import jax
 import numpy as np
 import pytest
 
-from jaxprune import slim
+from jaxprune import checkpoint, slim
 
 from conftest import (ONE_DEVICE, TINY, config_rows, results_of, row_id,
-                      run_main)
+                      run_cli, run_main)
 
 ROWS = config_rows('reprune', one_per_method=True)
 
@@ -93,3 +96,27 @@ def test_offline_run_slimmed_equals_masked_and_logs_coverage(tmp_path,
   assert code == 0, out[-3000:]
   again = results_of(workdir)
   assert again['widths'] == r['widths'] and again['top1'] == r['top1']
+  # Killed mid-training (after its first checkpoint, before the mask events
+  # of epochs 1 and 2) and rerun: the same masks, weights and results.
+  killed = str(tmp_path / 'killed')
+  kargs = [a if not a.startswith('--workdir=') else f'--workdir={killed}'
+           for a in args]
+  p = run_cli(*kargs)
+  ckpt = os.path.join(killed, 'checkpoints')
+  deadline = time.time() + 600
+  while time.time() < deadline and p.poll() is None:
+    if os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt)):
+      break
+    time.sleep(0.05)
+  p.send_signal(signal.SIGKILL)
+  p.communicate()
+  assert not os.path.exists(os.path.join(killed, 'results.json'))
+  code, out = run_main(*kargs)
+  assert code == 0, out[-3000:]
+  assert 'Resumed from step 22' in out, out[-3000:]
+  resumed = results_of(killed)
+  assert resumed['widths'] == r['widths'] and resumed['top1'] == r['top1']
+  _, a = checkpoint.load(workdir)
+  _, b = checkpoint.load(killed)
+  jax.tree.map(np.testing.assert_array_equal, a['params'], b['params'])
+  jax.tree.map(np.testing.assert_array_equal, a['opt_state'], b['opt_state'])
