@@ -30,6 +30,9 @@ def test_uniform_counts_by_hand():
   ten = [Unit('t', 10, 'channel', ())]
   assert allocation.uniform_counts(ten, 0.3) == {'t': 3}
   assert allocation.uniform_counts(ten, 0.31) == {'t': 4}
+  # Within 1e-6 of an integer counts as it; 4e-7 above 1 still rounds to 1.
+  assert allocation.uniform_counts(ten, 0.10000004) == {'t': 1}
+  assert allocation.uniform_counts(ten, 0.1000004) == {'t': 2}
 
 
 def test_bn_gamma_counts_and_ties():
@@ -77,9 +80,42 @@ def test_search_by_hand():
   # Within tolerance: nothing given back.
   _, counts, macs = allocation.search(g, UNITS, fn, 113.5)
   assert counts == {'a': 3, 'b': 5, 'c': 1} and macs == 113
+  # 113 < 0.995 x 114: b gives one back.
+  _, counts, macs = allocation.search(g, UNITS, fn, 114)
+  assert counts == {'a': 3, 'b': 4, 'c': 1} and macs == 114
+  # A target met exactly is met (<=), not passed over.
+  _, counts, macs = allocation.search(g, UNITS, fn, 113, refine=False)
+  assert counts == {'a': 3, 'b': 5, 'c': 1} and macs == 113
   # Out of reach below the floor: the sparsest counts (s = 1).
   s, counts, macs = allocation.search(g, UNITS, fn, 50, refine=False)
   assert s == 1.0 and counts == {'a': 3, 'b': 7, 'c': 1} and macs == 111
+  # The same with BN-gamma counts, whose sparsity must stay in 0..1 (a
+  # quantile): every channel reported, one kept by the MACs count.
+  params = {k: {'scale': np.arange(1., u.size + 1)} for k, u in
+            zip('abc', UNITS)}
+  s, counts, macs = allocation.search(
+      g, UNITS, allocation.counts_fn(params, UNITS, 'bn_gamma'), 50,
+      refine=False)
+  assert s == 1.0 and counts == {'a': 4, 'b': 8, 'c': 2} and macs == 111
+
+
+def test_search_tolerance_edges():
+  # a costs 1000 a channel, b 1: MACs <= ~2000 first at s just above 0.25,
+  # p = (2, 3): 2005 MACs.
+  g = LinearGraph()
+  g.COST = {'a': 1000, 'b': 1}
+  two = UNITS[:2]
+  fn = lambda s: allocation.uniform_counts(two, s)
+  # 2005 is within 0.5% of 2007.5: kept as it is.
+  _, counts, macs = allocation.search(g, two, fn, 2007.5)
+  assert counts == {'a': 2, 'b': 3} and macs == 2005
+  # Exactly 0.5% under (0.995 x 2015.07... == 2005.0): not more than tol
+  # under, so kept as well.
+  _, counts, macs = allocation.search(g, two, fn, 2005 / 0.995)
+  assert counts == {'a': 2, 'b': 3} and macs == 2005
+  # 1% under: b gives back all three; a cannot (3005).
+  _, counts, macs = allocation.search(g, two, fn, 2025)
+  assert counts == {'a': 2, 'b': 0} and macs == 2008
 
 
 def test_give_back_by_hand():
@@ -90,6 +126,15 @@ def test_give_back_by_hand():
   counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
                                       150)
   assert counts == {'a': 0, 'b': 0, 'c': 1} and macs == 148
+  # A trial landing exactly on the target is taken.
+  counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
+                                      148)
+  assert counts == {'a': 0, 'b': 0, 'c': 1} and macs == 148
+  # Widest unit first: b gives back all four (128), then a cannot (138);
+  # narrowest first would take a's (134) and block b.
+  counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
+                                      134)
+  assert counts == {'a': 2, 'b': 0, 'c': 1} and macs == 128
   # Already at the target: unchanged.
   counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
                                       124)

@@ -1,4 +1,6 @@
 """Importance criteria and top-k rules, against numbers worked by hand."""
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -125,3 +127,92 @@ def test_magnitude_masks_by_hand():
                         ({'keep': -1}, 'keep=-1; allowed: 0..7')):
     with pytest.raises(ValueError, match=match):
       criteria.magnitude_masks(params, paths, **kwargs)
+
+
+class Net(nn.Module):
+  """BatchNorm (so that train= matters), then a 3-unit layer on tokens."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.BatchNorm(use_running_average=not train, name='bn')(x)
+    h = nn.Dense(3, name='mid')(x)
+    return nn.Dense(2, name='out')(nn.relu(h)).sum(1)
+
+
+def net():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 5)),
+                  jnp.float32)
+  model = Net()
+  v = model.init(jax.random.key(0), x)
+  # Running statistics unlike the batch's, so eval and train mode differ.
+  v = {'params': v['params'], 'batch_stats': {'bn': {
+      'mean': jnp.full((5,), 0.5), 'var': jnp.full((5,), 4.0)}}}
+  return model, v, x
+
+
+def test_activation_norms_by_hand():
+  model, v, x = net()
+  # Unit axis 1 of the [5, 3] kernel: output axis 3 - (2 - 1) = 2 of the
+  # [2, 4, 3] output.
+  u = Unit('mid', 3, 'neuron', ((('mid', 'kernel'), 1),))
+  xn = (np.asarray(x) - 0.5) / np.sqrt(4.0 + 1e-5)  # Eval mode.
+  y = xn @ np.asarray(v['params']['mid']['kernel']) + np.asarray(
+      v['params']['mid']['bias'])
+  got = criteria.activation(model.apply, v, x, [u], 'l1')['mid']
+  np.testing.assert_allclose(got, np.abs(y).sum((0, 1)), rtol=1e-5)
+  got = criteria.activation(model.apply, v, x, [u], 'l2')['mid']
+  np.testing.assert_allclose(got, np.sqrt((y * y).sum((0, 1))), rtol=1e-5)
+  # Two units of entries {0, 2} and {1}: sums of their entries' norms.
+  pairs = Unit('mid', 2, 'neuron', ((('mid', 'kernel'), 1),),
+               index=(np.array([[0, 2], [1, 1]]),))
+  got = criteria.activation(model.apply, v, x, [pairs], 'l1')['mid']
+  per = np.abs(y).sum((0, 1))
+  np.testing.assert_allclose(got, [per[0] + per[2], 2 * per[1]], rtol=1e-5)
+  with pytest.raises(ValueError, match="norm='max'; allowed: l1, l2"):
+    criteria.activation(model.apply, v, x, [u], 'max')
+  ghost = Unit('g', 3, 'neuron', ((('nope', 'kernel'), 1),))
+  with pytest.raises(ValueError, match=r"module \('nope',\)"):
+    criteria.activation(model.apply, v, x, [ghost])
+
+
+def test_saliency_by_hand():
+  model, v, x = net()
+  u = Unit('mid', 3, 'neuron', ((('mid', 'kernel'), 1),))
+  # loss = sum of mid's bias-free part: dL/dW[i, j] = sum over tokens of
+  # the layer input x_i.
+  w = v['params']['mid']['kernel']
+  loss = lambda p: jnp.sum(jnp.einsum('bti,ij->btj', x, p['mid']['kernel']))
+  got = criteria.saliency(loss, v['params'], [u])['mid']
+  grad = np.asarray(x).sum((0, 1))[:, None] * np.ones((1, 3))
+  np.testing.assert_allclose(got, np.abs(np.asarray(w) * grad).sum(0),
+                             rtol=1e-5)
+
+
+def test_magnitude_masks_live_zeros_and_edges():
+  # A live weight of exactly 0 is a weight (not an already pruned one).
+  params = {'a': {'kernel': np.array([0., 0.5, 2.])}}
+  paths = [('a', 'kernel')]
+  np.testing.assert_array_equal(
+      criteria.magnitude_masks(params, paths, 0.0)['a']['kernel'],
+      [True, True, True])
+  np.testing.assert_array_equal(
+      criteria.magnitude_masks(params, paths, keep=3)['a']['kernel'],
+      [True, True, True])
+  np.testing.assert_array_equal(
+      criteria.magnitude_masks(params, paths, keep=0)['a']['kernel'],
+      [False, False, False])
+  np.testing.assert_array_equal(
+      criteria.magnitude_masks(params, paths, keep=1)['a']['kernel'],
+      [False, False, True])
+  # With masks: the pruned 2.0 stays pruned though it is the largest.
+  cur = {'a': {'kernel': np.array([True, True, False])}}
+  np.testing.assert_array_equal(
+      criteria.magnitude_masks(params, paths, current=cur,
+                               keep=1)['a']['kernel'], [False, True, False])
+  np.testing.assert_array_equal(
+      criteria.magnitude_masks(params, paths, 0.5, cur)['a']['kernel'],
+      [False, True, False])
+  # No kernels: nothing to keep.
+  assert criteria.magnitude_masks(params, [], keep=0)['a']['kernel'].all()
+  with pytest.raises(ValueError, match='keep=1; allowed: 0..0'):
+    criteria.magnitude_masks(params, [], keep=1)

@@ -67,6 +67,15 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ('masks', 'for k, name in zip(jax.random.split(key, max(len(names), 1)),'
      ' names):', '1 -> 2'):
         'split(key, n)[i] does not depend on n, and zip stops at the names',
+    ('allocation', 'iters: int = 40, tol: float = 0.005, refine: bool = True',
+     '40 -> 41'):
+        'one more bisection step moves s by < 2^-40, below any count step',
+    ('criteria', 'rank = jnp.argsort(jnp.argsort(-scores, stable=True), '
+     'stable=True)', 'True -> False'):
+        "XLA's CPU sort is stable whether asked or not (ties are tested)",
+    ('criteria', 'flat.append(np.where(live, w, -1.0).ravel())',
+     '-1.0 -> -2.0'):
+        'any negative value marks a pruned weight (|w| >= 0)',
 }
 
 
@@ -95,6 +104,20 @@ def _docstring_nodes(tree) -> set[int]:
                                  node.body[0].value, ast.Constant):
       out.add(id(node.body[0].value))
   return out
+
+
+def _annotation_nodes(tree) -> set[int]:
+  """Nodes inside type annotations (never run: no mutant there)."""
+  roots = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.arg) and node.annotation is not None:
+      roots.append(node.annotation)
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+        node.returns is not None):
+      roots.append(node.returns)
+    elif isinstance(node, ast.AnnAssign):
+      roots.append(node.annotation)
+  return {id(n) for r in roots for n in ast.walk(r)}
 
 
 def _functions(tree, names):
@@ -159,16 +182,20 @@ def _changes(node, skip):
   return out
 
 
-class _Drop(ast.NodeTransformer):
-  """Replaces one UnaryOp (not, -, ~) by its operand."""
-
-  def __init__(self, index):
-    self.index, self.seen = index, -1
-
-  def visit_UnaryOp(self, node):
-    self.generic_visit(node)
-    self.seen += 1
-    return node.operand if self.seen == self.index else node
+def _drop(tree, index: int):
+  """Replaces the UnaryOp (not, -, ~) at walk position `index` of `tree` by
+  its operand, in place."""
+  target = list(ast.walk(tree))[index]
+  for parent in ast.walk(tree):
+    for field, value in ast.iter_fields(parent):
+      if value is target:
+        setattr(parent, field, target.operand)
+        return tree
+      if isinstance(value, list) and any(v is target for v in value):
+        setattr(parent, field, [target.operand if v is target else v
+                                for v in value])
+        return tree
+  raise AssertionError('no parent')
 
 
 def mutants(target: Target):
@@ -178,7 +205,7 @@ def mutants(target: Target):
     source = f.read()
   tree = ast.parse(source)
   lines = source.splitlines()
-  skip = _docstring_nodes(tree)
+  skip = _docstring_nodes(tree) | _annotation_nodes(tree)
   funcs = _functions(tree, target.functions)
   # Nodes by walk index, so that a deep copy can find the same node.
   order = {id(n): i for i, n in enumerate(ast.walk(tree))}
@@ -193,11 +220,10 @@ def mutants(target: Target):
         twin = list(ast.walk(t))[order[id(node)]]
         apply(twin)
         yield node.lineno, lines[node.lineno - 1].strip(), desc, t
-  unary = [n for n in ast.walk(tree) if isinstance(n, ast.UnaryOp)]
-  inside = {id(n) for fn in funcs for n in ast.walk(fn)}
-  for k, node in enumerate(unary):
-    if id(node) in inside:
-      t = _Drop(k).visit(copy.deepcopy(tree))
+  inside = {id(n) for fn in funcs for n in ast.walk(fn)} - skip
+  for node in ast.walk(tree):
+    if isinstance(node, ast.UnaryOp) and id(node) in inside:
+      t = _drop(copy.deepcopy(tree), order[id(node)])
       yield (node.lineno, lines[node.lineno - 1].strip(),
              f'drop {type(node.op).__name__}', t)
 
@@ -242,8 +268,12 @@ def _worker(name, jobs, results):
       load(original)
       results.put((k, run_tests()))
       continue
-    load(all_mutants[k][3])
-    results.put((k, run_tests()))
+    try:
+      load(all_mutants[k][3])
+    except Exception:  # pylint: disable=broad-except
+      results.put((k, 'import'))  # The mutant does not even import.
+    else:
+      results.put((k, run_tests()))
     load(original)
 
 
@@ -284,7 +314,7 @@ def run_target(name: str, workers: int, timeout: float, log=print):
   for c in chunks:
     if c:
       w, q = start(c)
-      procs[w] = [c, 0, time.time()]
+      procs[w] = [c, 0, time.time(), q]  # The queue lives while w does.
   while procs:
     try:
       k, code = results.get(timeout=5)
@@ -301,30 +331,33 @@ def run_target(name: str, workers: int, timeout: float, log=print):
     except queue.Empty:
       pass
     for w in list(procs):
-      todo, pos, since = procs[w]
+      todo, pos, since, _ = procs[w]
       if pos >= len(todo):
         w.join(timeout=30)
         del procs[w]
-      elif time.time() - since > limit:  # Hung: killed by timeout.
-        w.kill()
-        w.join()
-        status[todo[pos]] = 'timeout'
-        del procs[w]
-        rest = todo[pos + 1:]
-        if rest:
-          nw, _ = start(rest)
-          procs[nw] = [rest, 0, time.time()]
-      elif not w.is_alive() and pos < len(todo):
-        # Crashed mid-mutant (e.g. a segfault): killed.
-        status[todo[pos]] = 'crash'
-        del procs[w]
-        rest = todo[pos + 1:]
-        if rest:
-          nw, _ = start(rest)
-          procs[nw] = [rest, 0, time.time()]
+      else:
+        hung = time.time() - since > limit
+        if hung or not w.is_alive():
+          # Past the timeout, or crashed mid-mutant (a segfault): killed;
+          # a new worker takes the rest of the chunk.
+          if hung:
+            w.kill()
+          w.join()
+          status[todo[pos]] = 'timeout' if hung else 'crash'
+          del procs[w]
+          rest = todo[pos + 1:]
+          if rest:
+            nw, nq = start(rest)
+            procs[nw] = [rest, 0, time.time(), nq]
   survivors = [found[k] for k in range(len(found)) if status.get(k) == 0]
   equivalent = [s for s in survivors if (name, s[1], s[2]) in EQUIVALENT]
   killed = len(found) - len(survivors)
+  how = {}
+  for v in status.values():
+    kind = v if isinstance(v, str) else 'survived' if v == 0 else 'tests'
+    how[kind] = how.get(kind, 0) + 1
+  log(f'{name}: killed by ' + ', '.join(f'{k} {n}' for k, n in
+                                       sorted(how.items())))
   return killed, len(found), survivors, equivalent
 
 
