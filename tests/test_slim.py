@@ -278,3 +278,46 @@ def test_remat_and_custom_vjp_are_followed():
   sv, sf = slim.slim(model.apply, v, g, cm, x)
   assert sv['params']['d2']['kernel'].shape == (4, 3)
   close(sf(sv, x), model.apply(masks_lib.apply(v, g.param_masks(cm)), x))
+
+
+class SizesGraph:
+  """The part of a ChannelGraph that round_masks reads."""
+
+  def __init__(self, **sizes):
+    self.sizes = sizes
+
+  def group(self, name):
+    return type('G', (), {'size': self.sizes[name]})()
+
+
+def test_round_masks_by_hand():
+  g = SizesGraph(a=10, b=6, c=4)
+  cm = {'a': np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0], bool),  # 3 kept.
+        'b': np.array([1, 1, 1, 1, 0, 0], bool),  # 4: a multiple already.
+        'c': np.array([0, 0, 1, 0], bool)}  # 1 kept.
+  r = slim.round_masks(g, cm, 4)
+  # a: 3 -> 4, the lowest pruned index (0) comes back; b unchanged; c: 1 ->
+  # 4 (its size).
+  np.testing.assert_array_equal(np.flatnonzero(r['a']), [0, 1, 4, 8])
+  np.testing.assert_array_equal(r['b'], cm['b'])
+  assert r['c'].all()
+  # a: 3 -> 8, never past the size (6 for b).
+  assert int(slim.round_masks(g, cm, 8)['a'].sum()) == 8
+  assert int(slim.round_masks(g, cm, 8)['b'].sum()) == 6
+  # round_to=1 changes nothing.
+  for k, m in slim.round_masks(g, cm, 1).items():
+    np.testing.assert_array_equal(m, cm[k])
+  # Scores: the best-scored pruned channels come back first; groups
+  # without scores use the index order.
+  sc = {'a': np.array([0., 9., 5., 7., 9., 1., 8., 2., 0., 6.])}
+  r = slim.round_masks(g, cm, 4, sc)
+  np.testing.assert_array_equal(np.flatnonzero(r['a']), [1, 4, 6, 8])
+  r = slim.round_masks(g, cm, 8, sc)
+  np.testing.assert_array_equal(np.flatnonzero(r['a']),
+                                [1, 2, 3, 4, 6, 7, 8, 9])
+  np.testing.assert_array_equal(r['b'], [1, 1, 1, 1, 1, 1])
+  # The input masks are not changed.
+  assert int(cm['a'].sum()) == 3
+  for bad in (0, -4, 2.0, None):
+    with pytest.raises(ValueError, match=f'round_to={bad!r}; allowed'):
+      slim.round_masks(g, cm, bad)

@@ -48,7 +48,7 @@ TARGETS = {
     'optax': Target('jaxprune.optax', None, (
         'tests/test_optax.py', '-k', 'not 1000_steps')),
     'slim.round_masks': Target('jaxprune.slim', ('round_masks',), (
-        'tests/test_slim.py::test_round_to_rounds_up',)),
+        'tests/test_slim.py::test_round_masks_by_hand',)),
     'criteria': Target('jaxprune.methods.criteria', None, (
         'tests/test_criteria.py',)),
     'allocation': Target('jaxprune.methods.allocation', None, (
@@ -76,6 +76,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ('criteria', 'flat.append(np.where(live, w, -1.0).ravel())',
      '-1.0 -> -2.0'):
         'any negative value marks a pruned weight (|w| >= 0)',
+    ('slim.round_masks', 'if missing > 0:', 'Gt -> GtE'):
+        'with missing == 0 the branch restores pruned[:0], nothing',
 }
 
 
