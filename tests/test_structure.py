@@ -234,3 +234,48 @@ def test_bad_mask_names():
     g.param_masks({'nope': jnp.ones(3, bool)})
   with pytest.raises(ValueError, match='expected \\(16,\\)'):
     g.macs({'layer1_0/conv1': np.ones(3, bool)})
+
+
+def test_macs_exact_ints_and_under_jit():
+  g = graph_of('resnet50', (1, 224, 224, 3), 1000)
+  rng = np.random.default_rng(1)
+  cm = {gr.name: rng.random(gr.size) < 0.7 for gr in g.prunable}
+  macs = g.macs(cm)
+  # An exact Python int, beyond what float32 holds.
+  assert type(macs) is int and int(np.float32(macs)) != macs
+  # By hand on the classifier: its input channels are the last stage's.
+  full = g.macs(g.full_masks())
+  assert full == 4_089_184_256
+  # Inside jit: a float32 scalar within float32 rounding; masks may mix
+  # traced and concrete arrays.
+  jm = {k: jnp.asarray(v) for k, v in cm.items()}
+  got = jax.jit(g.macs)(jm)
+  assert got.dtype == jnp.float32 and abs(float(got) / macs - 1) < 1e-6
+  first = next(iter(cm))
+  mixed = jax.jit(lambda m: g.macs({**cm, first: m}))(jm[first])
+  assert abs(float(mixed) / macs - 1) < 1e-6
+
+
+def test_macs_count_scan_bodies_per_step():
+  class Scanned(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Dense(6, name='inp')(x)
+
+      def body(mdl, c, _):
+        return c + nn.Dense(6, name='shared')(nn.relu(c)), None
+      x, _ = nn.scan(body, variable_broadcast='params',
+                     split_rngs={'params': False}, length=3)(self, x, None)
+      h = nn.relu(nn.Dense(5, name='mid')(x))
+      return nn.Dense(2, name='out')(h)
+
+  model = Scanned()
+  x = jnp.ones((1, 4))
+  v = model.init(jax.random.key(0), x)
+  g = structure.trace(model.apply, v, x)
+  # 4 x 6 + 3 steps x 6 x 6 + 6 x 5 + 5 x 2.
+  assert g.macs(g.full_masks()) == 24 + 108 + 30 + 10
+  assert g.macs(g.full_masks()) == flops.count(model.apply, v, x).macs
+  cm = {'mid': np.array([True, False, True, False, False])}
+  assert g.macs(cm) == 24 + 108 + 12 + 4

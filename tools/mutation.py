@@ -78,6 +78,18 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         'any negative value marks a pruned weight (|w| >= 0)',
     ('slim.round_masks', 'if missing > 0:', 'Gt -> GtE'):
         'with missing == 0 the branch restores pruned[:0], nothing',
+    # The identity fast path of ChannelGraph._axis_mask: the general path
+    # computes the same mask, and an index of shape (n, 1) over an n-wide
+    # axis is always the identity (permutations such as rev block an axis).
+    ('structure.param_masks', 'if idx.shape == (n, 1) and np.array_equal('
+     'idx[:, 0], np.arange(n)):', 'And -> Or'):
+        'a (n, 1) index over an n-wide axis is the identity',
+    ('structure.param_masks', 'if idx.shape == (n, 1) and np.array_equal('
+     'idx[:, 0], np.arange(n)):', 'Eq -> NotEq'):
+        'the general path gives the same mask (a speed-up only)',
+    ('structure.param_masks', 'if idx.shape == (n, 1) and np.array_equal('
+     'idx[:, 0], np.arange(n)):', '1 -> 2'):
+        'the general path gives the same mask (a speed-up only)',
 }
 
 
