@@ -193,3 +193,54 @@ def test_prune_fn_runs_inside_jit_on_schedule():
 def test_bad_mode():
   with pytest.raises(ValueError, match="mode='sfp'; allowed: hard, soft"):
     jp_optax.masked(optax.sgd(0.1), {}, mode='sfp')
+
+
+def events_of(**kwargs):
+  """Steps at which prune_fn runs, over 10 steps."""
+
+  def prune_fn(p, m, aux, count):
+    return m, aux.at[count].set(1)
+
+  tx = jp_optax.masked(optax.sgd(0.0), {'w': jnp.ones(2, bool)}, mode='hard',
+                       prune_fn=prune_fn, aux=jnp.zeros(10, jnp.int32),
+                       **kwargs)
+  params = {'w': jnp.ones(2)}
+  s = tx.init(params)
+  for _ in range(10):
+    _, s = tx.update({'w': jnp.zeros(2)}, s, params)
+  seen = np.flatnonzero(np.asarray(jp_optax.find_state(s).aux)).tolist()
+  return seen
+
+
+def test_event_schedule_by_hand():
+  assert events_of(every=2) == [0, 2, 4, 6, 8]  # start defaults to 0.
+  assert events_of(every=1, start=7) == [7, 8, 9]
+  assert events_of(every=3, start=1) == [1, 4, 7]
+  assert events_of(every=2, until=4) == [0, 2]  # until is excluded.
+  for every in (0, -1, 2.5, None):
+    with pytest.raises(ValueError, match=f'every={every!r}; with prune_fn'):
+      events_of(every=every)
+
+
+def test_hard_mode_hides_pruned_gradients_from_the_inner_optimizer():
+  # Global-norm clipping sees only the kept gradient (0.5), so it does not
+  # clip: the kept weight moves by the full 0.5.
+  tx = jp_optax.masked(optax.chain(optax.clip_by_global_norm(1.0),
+                                   optax.sgd(1.0)),
+                       {'w': jnp.array([True, False])}, mode='hard')
+  params = {'w': jnp.array([1.0, 1.0])}
+  u, _ = tx.update({'w': jnp.array([0.5, 100.0])}, tx.init(params), params)
+  np.testing.assert_allclose(optax.apply_updates(params, u)['w'], [0.5, 0.0])
+
+
+def test_set_masks_keeps_or_replaces_aux():
+  tx = jp_optax.masked(optax.sgd(0.1), {'w': jnp.ones(2, bool)},
+                       aux=jnp.array(3))
+  s = tx.init({'w': jnp.ones(2)})
+  new = {'w': jnp.array([True, False])}
+  kept = jp_optax.set_masks(s, new)
+  assert int(jp_optax.find_state(kept).aux) == 3
+  np.testing.assert_array_equal(jp_optax.masks_of(kept)['w'], [True, False])
+  assert bool(jp_optax.find_state(kept).fresh)
+  assert int(jp_optax.find_state(jp_optax.set_masks(s, new, aux=jnp.array(
+      7))).aux) == 7
