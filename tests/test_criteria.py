@@ -216,3 +216,37 @@ def test_magnitude_masks_live_zeros_and_edges():
   assert criteria.magnitude_masks(params, [], keep=0)['a']['kernel'].all()
   with pytest.raises(ValueError, match='keep=1; allowed: 0..0'):
     criteria.magnitude_masks(params, [], keep=1)
+
+
+def test_nested_module_paths():
+  """Kernels three levels down (a block's layer): masks and activations
+  land at the right place."""
+  params = {'blk': {'a': {'kernel': np.array([3., 1., 2.])}},
+            'head': {'kernel': np.array([5.])}}
+  m = criteria.magnitude_masks(params, [('blk', 'a', 'kernel')], keep=2)
+  assert set(m['blk']) == {'a'} and set(m['blk']['a']) == {'kernel'}
+  np.testing.assert_array_equal(m['blk']['a']['kernel'], [True, False, True])
+
+  class Block(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dense(2, name='mid')(x)
+
+  class Outer(nn.Module):
+
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Dense(1, name='out')(Block(name='blk')(x))
+
+  x = jnp.asarray([[1., -2., 0.5]])
+  model = Outer()
+  v = model.init(jax.random.key(0), x)
+  u = Unit('blk/mid', 2, 'neuron', ((('blk', 'mid', 'kernel'), 1),))
+  y = np.asarray(x) @ np.asarray(v['params']['blk']['mid']['kernel']) + (
+      np.asarray(v['params']['blk']['mid']['bias']))
+  got = criteria.activation(model.apply, v, x, [u])['blk/mid']
+  np.testing.assert_allclose(got, np.abs(y).sum(0), rtol=1e-5)
+  ghost = Unit('g', 2, 'neuron', ((('blk', 'nope', 'kernel'), 1),))
+  with pytest.raises(ValueError, match=r"module \('blk', 'nope'\)"):
+    criteria.activation(model.apply, v, x, [ghost])

@@ -74,7 +74,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'stable=True)', 'True -> False'):
         "XLA's CPU sort is stable whether asked or not (ties are tested)",
     ('criteria', 'flat.append(np.where(live, w, -1.0).ravel())',
-     '-1.0 -> -2.0'):
+     '1.0 -> 2.0'):
         'any negative value marks a pruned weight (|w| >= 0)',
     ('slim.round_masks', 'if missing > 0:', 'Gt -> GtE'):
         'with missing == 0 the branch restores pruned[:0], nothing',
