@@ -21,6 +21,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from jaxprune import structure
 from jaxprune.errors import JaxpruneError
 
 
@@ -150,18 +151,11 @@ def restore_latest(mgr: ocp.CheckpointManager, target: Any) -> Any | None:
       f'{msg}); use another --workdir.')
 
 
-def _key_name(k) -> str:
-  for attr in ('key', 'name', 'idx'):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
 def _shapes(tree, is_leaf=None) -> dict[str, tuple[int, ...]]:
   """'a/b/0/c' -> shape of every array leaf of a tree (dict, dataclass or
   orbax metadata alike)."""
   flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
-  return {'/'.join(_key_name(k) for k in path): tuple(leaf.shape)
+  return {'/'.join(structure.key_name(k) for k in path): tuple(leaf.shape)
           for path, leaf in flat if hasattr(leaf, 'shape')}
 
 

@@ -329,6 +329,12 @@ def _with_batch(args: Any, batch: int) -> Any:
   return jax.tree.map(one, args)
 
 
+def _batch_of(args: Any) -> int | None:
+  """The common leading size of the inputs (None if they disagree)."""
+  lead = {np.shape(x)[0] for x in jax.tree.leaves(args) if np.ndim(x)}
+  return lead.pop() if len(lead) == 1 else None
+
+
 def _artifact(batch: int) -> str:
   return f'forward_b{batch}.jax_exported'
 
@@ -360,11 +366,11 @@ def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
     `path`.
   """
   from flax import serialization  # pylint: disable=g-import-not-at-top
+  spec = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   if batch_sizes is None:
-    lead = {np.shape(x)[0] for x in jax.tree.leaves(args) if np.ndim(x)}
-    batch_sizes = (lead.pop(),) if len(lead) == 1 else ()
-    structs = [jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-        np.shape(x), jnp.result_type(x)), args)]
+    batch = _batch_of(args)
+    batch_sizes = () if batch is None else (batch,)
+    structs = [jax.tree.map(spec, args)]
   else:
     batch_sizes = tuple(batch_sizes)
     bad = [b for b in batch_sizes if not isinstance(b, int) or b < 1]
@@ -372,7 +378,6 @@ def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
       raise ValueError(f'batch_sizes={batch_sizes!r}; allowed: ints >= 1.')
     structs = [_with_batch(args, b) for b in batch_sizes]
   os.makedirs(path, exist_ok=True)
-  spec = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   names = [_artifact(b) for b in batch_sizes] or ['forward.jax_exported']
   for name, st in zip(names, structs):
     exp = jax.export.export(jax.jit(slim_apply_fn))(
@@ -414,8 +419,7 @@ def load_export(path: str) -> tuple[Callable[..., Any], Any]:
   def call(variables, *args):
     if None in exported:
       return exported[None].call(variables, *args)
-    lead = {np.shape(x)[0] for x in jax.tree.leaves(args) if np.ndim(x)}
-    b = lead.pop() if len(lead) == 1 else None
+    b = _batch_of(args)
     if b not in exported:
       raise ValueError(f'batch size {b}; allowed: {sorted(exported)} (the '
                        f'sizes exported to {path}).')

@@ -757,7 +757,7 @@ def _leaf_members(variables) -> list[tuple[Member | None, Any]]:
   """(collection, path) of every leaf of a variables pytree, in flat order."""
   out = []
   for keypath, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
-    keys = tuple(_key_name(k) for k in keypath)
+    keys = tuple(key_name(k) for k in keypath)
     out.append((keys[0] if len(keys) > 1 else '', keys[1:] if len(keys) > 1
                 else keys, leaf))
   return out
@@ -1131,7 +1131,7 @@ def lookup(tree: Any, path: tuple[str, ...]) -> Any:
   return tree
 
 
-def _key_name(k) -> str:
+def key_name(k) -> str:
   """The name of one pytree path entry (dict key, attribute or index)."""
   for attr in ('key', 'name', 'idx'):
     if hasattr(k, attr):
@@ -1168,7 +1168,7 @@ def trace(apply_fn: Callable[..., Any], variables: Any, *args: Any,
     a = jax.tree.unflatten(args_treedef, arg_leaves)
     out = apply_fn(v, *a, **kwargs)
     flat, out_store['treedef'] = jax.tree.flatten(out)
-    out_store['paths'] = [tuple(_key_name(k) for k in p) for p, _ in
+    out_store['paths'] = [tuple(key_name(k) for k in p) for p, _ in
                           jax.tree_util.tree_flatten_with_path(out)[0]]
     return flat
 

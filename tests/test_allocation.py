@@ -120,22 +120,18 @@ def test_search_tolerance_edges():
 
 def test_give_back_by_hand():
   g = LinearGraph()
-  # From (2, 4, 1) kept (2, 4, 1): 124 MACs; target 150. Passes go by
-  # size, widest first: b 3 (125), a 1 (135), c no (235); b 2 (136), a 0
-  # (146); b 1 (147); b 0 (148); then nothing fits.
-  counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
-                                      150)
-  assert counts == {'a': 0, 'b': 0, 'c': 1} and macs == 148
-  # A trial landing exactly on the target is taken.
-  counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
-                                      148)
-  assert counts == {'a': 0, 'b': 0, 'c': 1} and macs == 148
-  # Widest unit first: b gives back all four (128), then a cannot (138);
-  # narrowest first would take a's (134) and block b.
-  counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
-                                      134)
-  assert counts == {'a': 2, 'b': 0, 'c': 1} and macs == 128
-  # Already at the target: unchanged.
-  counts, macs = allocation.give_back(g, UNITS, {'a': 2, 'b': 4, 'c': 1},
-                                      124)
-  assert counts == {'a': 2, 'b': 4, 'c': 1} and macs == 124
+  start = {'a': 2, 'b': 4, 'c': 1}  # Kept (2, 4, 1): 124 MACs.
+  for target, counts, macs in (
+      # Passes go by size, widest first: b 3 (125), a 1 (135), c no (235);
+      # b 2 (136), a 0 (146); b 1 (147); b 0 (148); then nothing fits.
+      (150, {'a': 0, 'b': 0, 'c': 1}, 148),
+      # A trial landing exactly on the target is taken.
+      (148, {'a': 0, 'b': 0, 'c': 1}, 148),
+      # Widest unit first: b gives back all four (128), then a cannot
+      # (138); narrowest first would take a's (134) and block b.
+      (134, {'a': 2, 'b': 0, 'c': 1}, 128),
+      # Already at the target: unchanged.
+      (124, {'a': 2, 'b': 4, 'c': 1}, 124)):
+    got = allocation.give_back(g, UNITS, start, target)
+    assert got == (counts, macs), target
+  assert start == {'a': 2, 'b': 4, 'c': 1}  # The input is not changed.
