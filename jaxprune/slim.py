@@ -11,9 +11,6 @@ For zoo models, `zoo_overrides` reads the slim widths back as model
 attributes, so training can continue on the physically smaller module.
 """
 import functools
-import json
-import math
-import os
 from typing import Any, Callable
 
 import jax
@@ -23,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import structure
-from jaxprune.errors import JaxpruneError
+from jaxprune.export import export, load_export  # pylint: disable=unused-import
+from jaxprune.structure import jaxpr as jx
 
 
 def round_masks(graph: structure.ChannelGraph, channel_masks: dict[str, Any],
@@ -68,14 +66,13 @@ class _Specializer:
 
   def __init__(self, graph: structure.ChannelGraph, masks: dict[str, Any]):
     self.g = graph
-    self.t = graph._t  # pylint: disable=protected-access
     self.masks = masks
     self._kept: dict[int, np.ndarray | None] = {}
 
   def kept(self, node) -> np.ndarray | None:
     if node is None:
       return None
-    root = self.t.uf.find(node)
+    root = self.g.root(node)
     if root not in self._kept:
       self._kept[root] = self.g.kept_indices(root, self.masks)
     return self._kept[root]
@@ -87,13 +84,13 @@ class _Specializer:
     k = self.kept(node)
     if k is not None:
       return len(k)
-    return self.t.uf.size[node] if default is None else default
+    return self.g.size_of(node) if default is None else default
 
   def node(self, ctx, v, a):
-    return self.t.nodes.get((ctx, v, a))
+    return self.g.node(ctx, v, a)
 
   def shape(self, ctx, v) -> tuple[int, ...]:
-    shp = structure._shape(v)  # pylint: disable=protected-access
+    shp = jx.shape(v)
     return tuple(n if self.node(ctx, v, a) is None else
                  self.size(self.node(ctx, v, a)) for a, n in enumerate(shp))
 
@@ -117,7 +114,14 @@ class _Specializer:
     for v, a in zip(jaxpr.invars, args):
       env[v] = a
     for eqn in jaxpr.eqns:
-      outs = self.equation(eqn, ctx, [read(v) for v in eqn.invars])
+      invals = [read(v) for v in eqn.invars]
+      walked = self.g.proxied(ctx, eqn)
+      if walked is not None:
+        # Constants read beside model values: sliced for this use only.
+        for k, proxy in walked.proxies.items():
+          invals[k] = self.gather(ctx, proxy, invals[k])
+        eqn = walked
+      outs = self.equation(eqn, ctx, invals)
       if not eqn.primitive.multiple_results:
         outs = [outs]
       for v, o in zip(eqn.outvars, outs):
@@ -130,7 +134,7 @@ class _Specializer:
     return [read(v) for v in jaxpr.outvars]
 
   def child(self, ctx, eqn, k=0) -> int:
-    return self.t.children[(ctx, id(eqn))][k]
+    return self.g.child(ctx, eqn, k)
 
   def equation(self, eqn, ctx, invals):
     name = eqn.primitive.name
@@ -146,12 +150,9 @@ class _Specializer:
       if eqn.primitive.multiple_results:
         return [self.gather(ctx, v, x) for v, x in zip(eqn.outvars, vals)]
       return self.gather(ctx, out, vals)
-    known = (name in structure.ELEMENTWISE or name in structure.REDUCTIONS
-             or name in structure.CUMULATIVE
-             or hasattr(structure._Tracer, '_p_' + name))  # pylint: disable=protected-access
-    if not known and structure._sub_jaxpr(eqn):  # pylint: disable=protected-access
+    if not structure.is_known(name) and jx.sub_jaxpr(eqn):
       # Calls (jit, remat, custom_jvp/vjp) are inlined at the slim shapes.
-      inner, consts = structure._sub_jaxpr(eqn)  # pylint: disable=protected-access
+      inner, consts = jx.sub_jaxpr(eqn)
       return self.run(inner, self.child(ctx, eqn), consts, invals)
     return eqn.primitive.bind(*invals, **p)
 
@@ -162,6 +163,15 @@ class _Specializer:
 
   def _p_broadcast_in_dim(self, eqn, ctx, invals, p):
     p['shape'] = self.shape(ctx, eqn.outvars[0])
+    return eqn.primitive.bind(*invals, **p)
+
+  def _p_gather(self, eqn, ctx, invals, p):
+    # Whole-axis windows follow the operand's slim width; indexed axes are
+    # blocked, so they keep their sizes.
+    x = eqn.invars[0]
+    full, slim_in = jx.shape(x), self.shape(ctx, x)
+    p['slice_sizes'] = tuple(m if s == n else s for s, n, m in zip(
+        p['slice_sizes'], full, slim_in))
     return eqn.primitive.bind(*invals, **p)
 
   def _p_dynamic_slice(self, eqn, ctx, invals, p):
@@ -175,7 +185,7 @@ class _Specializer:
   def _p_pad(self, eqn, ctx, invals, p):
     cfg = []
     for a, (lo, hi, interior) in enumerate(p['padding_config']):
-      roles = self.t.eqn_nodes.get((ctx, id(eqn), f'pad{a}'))
+      roles = self.g.note(ctx, eqn, f'pad{a}')
       if roles is not None:
         lo = 0 if roles[0] is None else self.size(roles[0])
         hi = 0 if roles[1] is None else self.size(roles[1])
@@ -188,18 +198,18 @@ class _Specializer:
     new_in = self.shape(ctx, x)
     starts, limits = list(p['start_indices']), list(p['limit_indices'])
     for a in range(len(new_in)):
-      roles = self.t.eqn_nodes.get((ctx, id(eqn), f'slice{a}'))
+      roles = self.g.note(ctx, eqn, f'slice{a}')
       if roles is not None:
         starts[a] = 0 if roles[0] is None else self.size(roles[0])
         limits[a] = new_in[a] - (0 if roles[1] is None else
                                  self.size(roles[1]))
-      elif starts[a] == 0 and limits[a] == structure._shape(x)[a]:  # pylint: disable=protected-access
+      elif starts[a] == 0 and limits[a] == jx.shape(x)[a]:
         limits[a] = new_in[a]
     p['start_indices'], p['limit_indices'] = tuple(starts), tuple(limits)
     return eqn.primitive.bind(*invals, **p)
 
   def _p_conv_general_dilated(self, eqn, ctx, invals, p):
-    gnode = self.t.eqn_nodes.get((ctx, id(eqn), 'groups'))
+    gnode = self.g.note(ctx, eqn, 'groups')
     if gnode is not None:
       p['feature_group_count'] = self.size(gnode, p['feature_group_count'])
     return eqn.primitive.bind(*invals, **p)
@@ -237,17 +247,11 @@ class _Specializer:
 
 
 def _check(graph, channel_masks):
-  masks = {}
-  for name, m in channel_masks.items():
-    g = graph.group(name)
-    m = np.asarray(m).astype(bool)
-    if m.shape != (g.size,):
-      raise ValueError(f'Mask of group {name!r} has shape {m.shape}; expected '
-                       f'({g.size},).')
-    if not g.prunable and not m.all():
-      raise ValueError(f'Group {name!r} is not prunable ({g.reason}); its '
-                       'mask must keep every channel.')
-    masks[name] = m
+  masks = graph.check_masks(channel_masks)
+  traced = [k for k, m in masks.items() if isinstance(m, jax.core.Tracer)]
+  if traced:
+    raise ValueError(f'slim needs concrete channel masks; got traced masks '
+                     f'for {traced} (call it outside jit).')
   return masks
 
 
@@ -257,8 +261,7 @@ def slim_variables(graph: structure.ChannelGraph, variables: Any,
   masks = _check(graph, channel_masks)
   spec = _Specializer(graph, masks)
   leaves = jax.tree.leaves(variables)
-  out = [spec.gather(0, v, x) for v, x in zip(
-      graph.closed.jaxpr.invars[:graph.n_var_leaves], leaves)]
+  out = [spec.gather(0, v, x) for v, x in zip(graph.variable_vars, leaves)]
   return jax.tree.unflatten(graph.variables_treedef, out)
 
 
@@ -276,14 +279,30 @@ def slim(apply_fn: Callable[..., Any], variables: Any,
     *args: example inputs, as given to `trace`.
     round_to: if set, kept counts are first rounded up to a multiple of it
       (see `round_masks`).
-    **kwargs: the static keyword arguments given to `trace`.
+    **kwargs: the static keyword arguments given to `trace`; they may be
+      left out (the graph remembers them: `graph.kwargs`), but any that are
+      given must equal the trace's, since the slim function replays the
+      traced call for every input shape.
 
   Returns:
     `(slim_variables, slim_apply_fn)`: `slim_apply_fn(slim_variables,
     *inputs)` equals `apply_fn(masked_variables, *inputs, **kwargs)`. It is
     a pure function of arrays (jit it freely); inputs of another batch size
-    re-trace `apply_fn` once per new shape.
+    re-trace `apply_fn` once per new shape, with the trace's kwargs.
+
+  Raises:
+    ValueError: for bad masks (see `ChannelGraph.check_masks`), or kwargs
+      that differ from the trace's.
   """
+  differ = {k: (v, graph.kwargs.get(k, '<not given>'))
+            for k, v in kwargs.items()
+            if k not in graph.kwargs or not _same(v, graph.kwargs[k])}
+  if differ:
+    raise ValueError(
+        'slim: keyword arguments differ from the trace\'s: ' + ', '.join(
+            f'{k}={v!r} (traced with {t!r})' for k, (v, t) in differ.items())
+        + '; trace again with them, or leave them out to use the trace\'s.')
+  kwargs = graph.kwargs
   masks = _check(graph, channel_masks)
   if round_to:
     masks = round_masks(graph, masks, round_to)
@@ -312,120 +331,17 @@ def slim(apply_fn: Callable[..., Any], variables: Any,
   return slim_vars, slim_apply_fn
 
 
+def _same(a, b) -> bool:
+  try:
+    return bool(a == b)
+  except Exception:  # pylint: disable=broad-except
+    return a is b
+
+
 def _arg_key(args):
   leaves, treedef = jax.tree.flatten(args)
   return treedef, tuple((tuple(np.shape(x)), jnp.result_type(x))
                         for x in leaves)
-
-
-def _with_batch(args: Any, batch: int) -> Any:
-  """`args` as shape structs with leading (batch) dim `batch`."""
-  def one(x):
-    shape = np.shape(x)
-    if not shape:
-      raise ValueError('export(batch_sizes=...) needs inputs with a leading '
-                       'batch axis; got a scalar.')
-    return jax.ShapeDtypeStruct((batch, *shape[1:]), jnp.result_type(x))
-  return jax.tree.map(one, args)
-
-
-def _batch_of(args: Any) -> int | None:
-  """The common leading size of the inputs (None if they disagree)."""
-  lead = {np.shape(x)[0] for x in jax.tree.leaves(args) if np.ndim(x)}
-  return lead.pop() if len(lead) == 1 else None
-
-
-def _artifact(batch: int) -> str:
-  return f'forward_b{batch}.jax_exported'
-
-
-def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
-           path: str, batch_sizes: tuple[int, ...] | None = None) -> str:
-  """Writes the slim forward pass as `jax.export` artifacts plus its params.
-
-  `slim_apply_fn` may be any function `(variables, *args) -> outputs`, e.g.
-  the eval-mode forward, or a train-mode one that also returns updated
-  batch statistics (`mutable=['batch_stats']` when slimming).
-
-  Files: one serialized `jax.export.Exported` per batch size,
-  `<path>/forward_b<N>.jax_exported`; `<path>/variables.msgpack` (flax
-  msgpack); `<path>/meta.json` with `inputs` (shapes at the first batch
-  size), `batch_sizes`, `params` (scalars in the 'params' collection, as
-  `jaxprune.flops.count` and results.json's `pruned_params` count them) and
-  `variables` (all scalars, batch statistics included).
-
-  Args:
-    slim_apply_fn: the function to export.
-    slim_vars: its variables.
-    *args: example inputs (only shapes and dtypes are used).
-    path: the directory to write.
-    batch_sizes: leading-axis sizes to export (each a separate artifact);
-      default: the example inputs' own.
-
-  Returns:
-    `path`.
-  """
-  from flax import serialization  # pylint: disable=g-import-not-at-top
-  spec = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
-  if batch_sizes is None:
-    batch = _batch_of(args)
-    batch_sizes = () if batch is None else (batch,)
-    structs = [jax.tree.map(spec, args)]
-  else:
-    batch_sizes = tuple(batch_sizes)
-    bad = [b for b in batch_sizes if not isinstance(b, int) or b < 1]
-    if bad or not batch_sizes:
-      raise ValueError(f'batch_sizes={batch_sizes!r}; allowed: ints >= 1.')
-    structs = [_with_batch(args, b) for b in batch_sizes]
-  os.makedirs(path, exist_ok=True)
-  names = [_artifact(b) for b in batch_sizes] or ['forward.jax_exported']
-  for name, st in zip(names, structs):
-    exp = jax.export.export(jax.jit(slim_apply_fn))(
-        jax.tree.map(spec, slim_vars), *st)
-    with open(os.path.join(path, name), 'wb') as f:
-      f.write(exp.serialize())
-  with open(os.path.join(path, 'variables.msgpack'), 'wb') as f:
-    f.write(serialization.msgpack_serialize(jax.device_get(slim_vars)))
-  size = lambda tree: int(sum(math.prod(np.shape(x)) for x in
-                              jax.tree.leaves(tree)))
-  params = slim_vars.get('params', slim_vars) if isinstance(
-      slim_vars, dict) else slim_vars
-  with open(os.path.join(path, 'meta.json'), 'w') as f:
-    json.dump({'inputs': [list(x.shape) for x in jax.tree.leaves(structs[0])],
-               'batch_sizes': list(batch_sizes), 'params': size(params),
-               'variables': size(slim_vars)}, f)
-  return path
-
-
-def load_export(path: str) -> tuple[Callable[..., Any], Any]:
-  """Reads an `export` directory: returns `(call, variables)`.
-
-  `call(variables, *args)` runs the exported computation of the inputs'
-  batch size; another batch size raises ValueError naming the exported ones.
-  """
-  from flax import serialization  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(path, 'meta.json')) as f:
-    sizes = json.load(f).get('batch_sizes', [])
-  files = {b: os.path.join(path, _artifact(b)) for b in sizes}
-  if not files or not all(os.path.exists(p) for p in files.values()):
-    files = {None: os.path.join(path, 'forward.jax_exported')}
-  exported = {}
-  for b, p in files.items():
-    with open(p, 'rb') as f:
-      exported[b] = jax.export.deserialize(bytearray(f.read()))
-  with open(os.path.join(path, 'variables.msgpack'), 'rb') as f:
-    variables = serialization.msgpack_restore(f.read())
-
-  def call(variables, *args):
-    if None in exported:
-      return exported[None].call(variables, *args)
-    b = _batch_of(args)
-    if b not in exported:
-      raise ValueError(f'batch size {b}; allowed: {sorted(exported)} (the '
-                       f'sizes exported to {path}).')
-    return exported[b].call(variables, *args)
-
-  return call, variables
 
 
 def zoo_overrides(model: str, params: Any) -> dict[str, Any]:

@@ -49,8 +49,9 @@ def test_resnet56_groups():
   idx = stream.index[Member('params', ('layer3_0', 'conv2', 'kernel'), 3)]
   np.testing.assert_array_equal(idx[:, 0], np.arange(24, 40))
   io = [gr for gr in g.groups if not gr.prunable]
-  assert {gr.reason for gr in io} == {'touches the model input',
-                                      'touches the model output'}
+  assert {gr.reason for gr in io} == {
+      'touches the model input (args[0], axis 3)',
+      'touches the model output (the output, axis 1)'}
 
 
 def test_resnet50_two_internal_groups_per_bottleneck():

@@ -53,7 +53,7 @@ TARGETS = {
         'tests/test_criteria.py',)),
     'allocation': Target('jaxprune.methods.allocation', None, (
         'tests/test_allocation.py',)),
-    'structure.param_masks': Target('jaxprune.structure', (
+    'structure.param_masks': Target('jaxprune.structure.graph', (
         'ChannelGraph.param_masks', 'ChannelGraph._axis_mask',
         'ChannelGraph.macs', 'ChannelGraph._check_masks'), (
             'tests/test_structure.py', '-k',
