@@ -54,11 +54,23 @@ def plain(tree: Any) -> Any:
   return tree
 
 
+def _is_key(x) -> bool:
+  return jax.dtypes.issubdtype(jnp.result_type(x), jax.dtypes.extended)
+
+
+def storable(tree: Any) -> Any:
+  """`plain(tree)` with PRNG keys as their raw key data (uint32)."""
+  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x,
+                      plain(tree))
+
+
 def _rebuilder(variables: Any) -> Callable[[Any], Any]:
-  """A function from `plain(variables)`-shaped trees back to `variables`'s
-  own structure (boxes and nnx states included), matching leaves by path."""
+  """A function from `storable(variables)`-shaped trees back to
+  `variables`'s own structure (boxes, nnx states and PRNG keys included),
+  matching leaves by path."""
   flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
   paths = [_names(p) for p, _ in flat]
+  impls = [jax.random.key_impl(x) if _is_key(x) else None for _, x in flat]
   pure_paths = [_names(p) for p, _ in
                 jax.tree_util.tree_flatten_with_path(plain(variables))[0]]
   if sorted(paths) != sorted(pure_paths):
@@ -68,7 +80,9 @@ def _rebuilder(variables: Any) -> Callable[[Any], Any]:
   def rebuild(pure):
     by_path = {_names(p): x for p, x in
                jax.tree_util.tree_flatten_with_path(pure)[0]}
-    return jax.tree.unflatten(treedef, [by_path[p] for p in paths])
+    return jax.tree.unflatten(treedef, [
+        by_path[p] if impl is None else jax.random.wrap_key_data(
+            by_path[p], impl=impl) for p, impl in zip(paths, impls)])
 
   return rebuild
 
@@ -104,7 +118,7 @@ def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
 
   Files: one serialized `jax.export.Exported` per batch size,
   `<path>/forward_b<N>.jax_exported`; `<path>/variables.msgpack` (flax
-  msgpack of `plain(slim_vars)`); `<path>/meta.json` with `inputs` (shapes
+  msgpack of `storable(slim_vars)`: plain dicts, PRNG keys as key data); `<path>/meta.json` with `inputs` (shapes
   at the first batch size), `batch_sizes`, `params` (trainable scalars:
   linen's 'params' collection or nnx `Param`s, as `jaxprune.flops.count`
   and results.json's `pruned_params` count them) and `variables` (all
@@ -124,10 +138,10 @@ def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
   """
   from flax import serialization  # pylint: disable=g-import-not-at-top
   rebuild = _rebuilder(slim_vars)
-  pure_vars = plain(jax.device_get(slim_vars))
+  pure_vars = storable(jax.device_get(slim_vars))
 
   def forward(pure, *inputs):
-    return plain(slim_apply_fn(rebuild(pure), *inputs))
+    return storable(slim_apply_fn(rebuild(pure), *inputs))
 
   spec = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   if batch_sizes is None:

@@ -13,6 +13,8 @@ from typing import Any, Callable
 import jax
 from jax.extend import core as jex_core
 
+from jaxprune import variables as variables_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class Counts:
@@ -21,8 +23,9 @@ class Counts:
   Attributes:
     macs: multiply-accumulates for the arguments given (for per-example
       MACs, pass a batch of one).
-    params: number of scalars in the `params` collection (or in the whole
-      variables pytree when it has no `params` key).
+    params: trainable scalars: linen's `params` collection or nnx `Param`
+      variables (not batch statistics or RNG state); every leaf of a plain
+      pytree that has neither.
   """
   macs: int
   params: int
@@ -91,7 +94,5 @@ def count(apply_fn: Callable[..., Any], variables: Any, *args: Any,
   """
   closed = jax.make_jaxpr(lambda v, *a: apply_fn(v, *a, **kwargs))(
       variables, *args)
-  tree = variables.get('params', variables) if isinstance(
-      variables, dict) else variables
-  params = sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-  return Counts(macs=jaxpr_macs(closed.jaxpr), params=int(params))
+  return Counts(macs=jaxpr_macs(closed.jaxpr),
+                params=variables_lib.count(variables))

@@ -22,11 +22,17 @@ def apply(variables: Any, param_masks: Any) -> Any:
       also be `None` (left unmasked).
 
   Returns:
-    The masked pytree (same dtypes).
+    The masked pytree (same dtypes). Leaves of extended dtypes (PRNG keys,
+    e.g. nnx RNG state) are returned as they are.
   """
-  return jax.tree.map(
-      lambda v, m: v if m is None else v * jnp.asarray(m).astype(v.dtype),
-      variables, param_masks, is_leaf=lambda x: x is None)
+  def one(v, m):
+    if m is None or jax.dtypes.issubdtype(jnp.result_type(v),
+                                          jax.dtypes.extended):
+      return v
+    return v * jnp.asarray(m).astype(v.dtype)
+
+  return jax.tree.map(one, variables, param_masks,
+                      is_leaf=lambda x: x is None)
 
 
 def ones_like(graph, value: bool = True) -> dict[str, jax.Array]:

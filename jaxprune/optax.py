@@ -46,6 +46,27 @@ def _where(m, a, b):
   return jnp.where(jnp.asarray(m), a, b)
 
 
+def _keys(tree) -> list[str]:
+  return sorted(map(str, tree.keys())) if hasattr(tree, 'keys') else []
+
+
+def _check_structure(masks: Any, params: Any) -> None:
+  """Masks must have the params' tree structure; says what differs."""
+  if jax.tree.structure(masks) == jax.tree.structure(params):
+    return
+  mk, pk = _keys(masks), _keys(params)
+  if 'params' in mk and 'params' not in pk:
+    raise ValueError(
+        'jaxprune.optax.masked: the masks hold a whole variables tree '
+        f'(collections {mk}) but the optimizer sees only the params; pass '
+        "masks['params'] (e.g. graph.param_masks(cm)['params']).")
+  raise ValueError(
+      'jaxprune.optax.masked: the masks do not have the params\' tree '
+      f'structure ({jax.tree.structure(masks).num_leaves} mask leaves with '
+      f'top keys {mk[:6]}, {jax.tree.structure(params).num_leaves} params '
+      f'with top keys {pk[:6]}); pass masks shaped like the params.')
+
+
 def masked(inner: optax.GradientTransformation, masks: Any, mode: str = 'hard',
            prune_fn: PruneFn | None = None, every: int | None = None,
            start: int = 0, until: int | None = None, aux: Any = None,
@@ -79,6 +100,7 @@ def masked(inner: optax.GradientTransformation, masks: Any, mode: str = 'hard',
 
   def init_fn(params):
     m = masks(params) if callable(masks) else masks
+    _check_structure(m, params)
     m = jax.tree.map(lambda x: jnp.asarray(x, bool), m)
     a = aux(params) if callable(aux) else aux
     return MaskedState(inner.init(params), m, a, jnp.zeros([], jnp.int32),

@@ -30,7 +30,7 @@ BATCH_CRITERIA = ('l1', 'l2', 'saliency')
 
 
 def refill_masks(params: Any, found: list[Unit], rate: float | None = None,
-                 kinds: tuple[str, ...] = ('head', 'neuron'),
+                 kinds: tuple[str, ...] = ('head', 'kv_group', 'neuron'),
                  keep: Callable[[int], int] | None = None
                  ) -> dict[str, np.ndarray]:
   """Transformer Refill: one global pool per kind, top `int(N (1 - rate))`.
@@ -130,7 +130,7 @@ class Refill(states.StateLoop):
           f'{", ".join(g.name for g in ctx.graph.prunable) or "none"}.')
     self.check_pools({f'{kind}s': sum(u.size for u in self.units
                                       if u.kind == kind)
-                      for kind in ('head', 'neuron')})
+                      for kind in ('head', 'kv_group', 'neuron')})
     self.cnn = [u for u in self.units if u.kind == 'channel']
     if self.cnn and not self.paths:
       raise JaxpruneError('CNN Refill needs IMP survivors, but no kernel is '

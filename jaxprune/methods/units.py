@@ -7,6 +7,11 @@ classified by how its producing kernels hold it, never by model names:
   projection `[D, H, Dh]`: the group is H), or the group owns contiguous
   blocks of a flat output axis (a fused qkv `Dense(3 H Dh)` reshaped to
   `(3, H, Dh)`: each head owns its Dh-blocks of q, k and v);
+* 'kv_group': a head group of grouped-query attention: one key/value head
+  with its query heads. Its producers own different numbers of entries
+  per unit (the query projection G query heads per key/value head); the
+  query heads *within* the groups, pruned alike in every group so that the
+  slim model stays GQA, are a group of their own of kind 'head';
 * 'neuron': the producer is a 2-D dense kernel `[in, out]`;
 * 'channel': the producer is a convolution `[*spatial, in, out]`;
 * 'other': anything else (the head dimension Dh, strided through a flat
@@ -28,7 +33,7 @@ import numpy as np
 
 from jaxprune import structure
 
-KINDS = ('head', 'neuron', 'channel')
+KINDS = ('head', 'kv_group', 'neuron', 'channel')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +43,8 @@ class Unit:
   Attributes:
     group: the channel group's name.
     size: number of units (heads, neurons or channels).
-    kind: 'head', 'neuron', 'channel' or 'other' (module docstring).
+    kind: 'head', 'kv_group', 'neuron', 'channel' or 'other' (module
+      docstring).
     producers: (kernel path below 'params', axis) of every kernel that
       creates the units.
     index: per producer, None (unit c is entry c of the axis) or an int
@@ -119,6 +125,12 @@ def views(graph: structure.ChannelGraph, params: Any) -> list[Unit]:
         m.axis == 0 and m not in g.index and
         _shape(params, m.path) == (g.size,))
     kind = kinds.pop() if len(kinds) == 1 else 'other'
+    if kind == 'head':
+      # Entries per unit of each producer: a query projection owning more
+      # of them than the key/value projections makes a GQA group.
+      per_unit = {1 if i is None else i.shape[1] for i in index}
+      if len(per_unit) > 1:
+        kind = 'kv_group'
     found.append(Unit(g.name, g.size, kind, tuple(prods),
                       tuple(index) if any(i is not None for i in index)
                       else (), kernel, gammas, g.residual, fed))

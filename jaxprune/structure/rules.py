@@ -89,6 +89,7 @@ class ElementwiseRules:
       oi.origin = infos[0].origin if name in (
           'convert_element_type', 'copy', 'copy_p', 'reduce_precision',
           'sharding_constraint', 'mesh_cast', 'reshard') else None
+      oi.perm = infos[0].perm if oi.origin else None
     for o in eqn.outvars[1:]:
       self.set_info(o, dataclasses.replace(oi, origin=None))
 
@@ -216,7 +217,12 @@ class ShapeRules:
     x, out = eqn.invars[0], eqn.outvars[0]
     perm = eqn.params['permutation']
     self.map_axes(x, out, {p: i for i, p in enumerate(perm)})
-    self.set_info(out, dataclasses.replace(self.vinfo(x), origin=None))
+    xi = self.vinfo(x)
+    # A transposed variable (kernel.T, as in Conv1D-style projections) is
+    # still that variable: its axes are tracked through the permutation.
+    axes = xi.perm or tuple(range(len(perm)))
+    self.set_info(out, dataclasses.replace(
+        xi, perm=tuple(axes[p] for p in perm) if xi.origin else None))
 
   def _p_rev(self, eqn) -> None:
     x, out = eqn.invars[0], eqn.outvars[0]
@@ -438,10 +444,12 @@ class ContractionRules:
   """dot_general and conv_general_dilated: producers, consumers, MACs."""
 
   def _roles(self, v, axes, role: str) -> None:
-    origin = self.vinfo(v).origin
-    if origin is not None:
+    info = self.vinfo(v)
+    if info.origin is not None:
       for a in axes:
-        self.roles.append((role, Member(origin.collection, origin.path, a)))
+        self.roles.append((role, Member(info.origin.collection,
+                                        info.origin.path,
+                                        info.perm[a] if info.perm else a)))
 
   def _p_dot_general(self, eqn) -> None:
     lhs, rhs = eqn.invars[:2]

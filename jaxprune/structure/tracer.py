@@ -64,6 +64,7 @@ class VarInfo:
   stat: bool = False  # A statistic: reduced or broadcast data, not a branch.
   zero: bool = False  # Zero wherever a pruned channel sits.
   origin: Member | None = None  # The variable leaf it is (up to casts).
+  perm: tuple[int, ...] | None = None  # Its axis a is origin's perm[a].
   src: frozenset = frozenset()  # conv/matmul equations its value comes from.
   const: bool = False  # Computed from constants alone (no input, no variable).
   layer: str = ''  # The layer (name stack or parameter path) it comes from.
@@ -236,20 +237,23 @@ class Tracer(rules.ElementwiseRules, rules.ShapeRules, rules.IndexingRules,
           self.first_use[o] = self.counter
       self.equation(eqn)
 
-  def _place(self, eqn) -> str:
-    """The layer of an equation: flax's name stack, else the parameter path
-    or layer of its first operand that has one."""
-    stack = str(getattr(getattr(eqn, 'source_info', None), 'name_stack', ''))
-    if stack:
-      return f'{self.scope}/{stack}' if self.scope else stack
+  def _source(self, eqn) -> str:
+    """The parameter path, else the layer, of the first operand with one."""
     for v in eqn.invars:
-      info = self.vinfo(v)
-      if info.origin is not None:
-        return _layer_of(info.origin)
+      if self.vinfo(v).origin is not None:
+        return _layer_of(self.vinfo(v).origin)
     for v in eqn.invars:
       if self.vinfo(v).layer:
         return self.vinfo(v).layer
-    return self.scope
+    return ''
+
+  def _place(self, eqn) -> str:
+    """The layer of an equation: flax's name stack (under the caller's),
+    else where its operands come from."""
+    stack = str(getattr(getattr(eqn, 'source_info', None), 'name_stack', ''))
+    if stack:
+      return f'{self.scope}/{stack}' if self.scope else stack
+    return self._source(eqn) or self.scope
 
   def _proxy_constants(self, eqn):
     """Replaces the constant operands of an equation that also reads model
@@ -273,6 +277,9 @@ class Tracer(rules.ElementwiseRules, rules.ShapeRules, rules.IndexingRules,
     name = eqn.primitive.name
     self.layer = self._place(eqn)
     self.where = f'at {name} in {self.layer}' if self.layer else f'at {name}'
+    source = self._source(eqn)
+    if source and not self.layer.endswith(source):
+      self.where += f', reading {source}'
     all_const = all(jx.is_literal(v) or self.vinfo(v).const
                     for v in eqn.invars)
     eqn = self._proxy_constants(eqn)
