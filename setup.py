@@ -31,5 +31,8 @@ setuptools.setup(
     extras_require={
         'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'hypothesis>=6.80'],
         'tf': ['tensorflow-cpu>=2.15'],
+        # Hugging Face Flax models for tests/test_real_models.py (Flax
+        # support ends with transformers 5).
+        'hf': ['transformers>=4.40,<5'],
     },
 )

@@ -199,3 +199,17 @@ def test_out_of_range_labels_are_rejected():
 def test_keep_out_of_range_is_rejected(keep):
   with pytest.raises(ValueError, match=rf'keep={keep}; allowed: 0 <= keep <= 2'):
     coverage.greedy(np.array([[0, 1]]), keep)
+
+
+def test_greedy_batch_with_different_keeps_matches_each_layer():
+  """One batch runs max(keep) steps; a layer with a smaller keep must stop
+  at its own count and match `greedy` on that layer alone."""
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 5, size=(3, 4, 5))
+  keeps = np.array([1, 4, 2])
+  got = np.asarray(coverage.greedy_batch(jnp.asarray(labels),
+                                         jnp.asarray(keeps)))
+  assert got.sum(1).tolist() == keeps.tolist()
+  for layer, keep in enumerate(keeps):
+    np.testing.assert_array_equal(
+        got[layer], np.asarray(coverage.greedy(labels[layer], int(keep))))

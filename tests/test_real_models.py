@@ -395,6 +395,34 @@ def test_gqa_kv_groups_query_heads_and_rope_pairs_slim_exactly():
   assert p['o']['kernel'].shape == (1 * 2 * 4, 8)
 
 
+class GroupedEinsumGQA(nn.Module):
+  """Gemma-style GQA: queries reshaped to [B, T, K, G, Dh] and contracted
+  with [B, S, K, Dh] keys by einsum (no repeat)."""
+
+  @nn.compact
+  def __call__(self, x):
+    b, t, _ = x.shape
+    q = nn.DenseGeneral((2, 3, 4), use_bias=False, name='q')(x)  # K, G, Dh.
+    k = nn.DenseGeneral((2, 4), use_bias=False, name='k')(x)
+    val = nn.DenseGeneral((2, 4), use_bias=False, name='v')(x)
+    w = jax.nn.softmax(jnp.einsum('btkgh,bskh->bkgts', q, k), -1)
+    o = jnp.einsum('bkgts,bskh->btkgh', w, val)
+    return nn.DenseGeneral(8, axis=(-3, -2, -1), use_bias=False, name='o')(o)
+
+
+def test_gqa_by_grouped_einsum():
+  m = GroupedEinsumGQA()
+  x = jax.random.normal(jax.random.key(1), (2, 5, 8))
+  v = m.init(jax.random.key(0), x)
+  g = structure.trace(m.apply, v, x)
+  kinds = sorted((u.kind, u.size) for u in units_lib.views(g, v['params']))
+  assert kinds == [('head', 3), ('kv_group', 2), ('other', 4), ('other', 4)]
+  kv = [u for u in units_lib.views(g, v['params']) if u.kind == 'kv_group'][0]
+  sv, _ = _slim_matches(m.apply, v, g, {kv.group: np.array([True, False])}, x)
+  assert sv['params']['q']['kernel'].shape == (8, 1, 3, 4)
+  assert sv['params']['k']['kernel'].shape == (8, 1, 4)
+
+
 # -- Hugging Face Flax models (small configs, no download) -----------------------
 transformers = pytest.importorskip('transformers')
 

@@ -84,6 +84,7 @@ def test_slim_train_mode_batch_stats(key):
   fn = lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
                                 rngs={'dropout': jax.random.key(0)})
   gt = structure.trace(fn, v, x)
+  assert gt.prunable  # Else the comparison below would prune nothing.
   assert [gr.name for gr in gt.prunable] == [gr.name for gr in g.prunable]
   cm = masks_lib.random(gt, jax.random.key(3), 0.6)
   ref_out, ref_vars = fn(masks_lib.apply(v, gt.param_masks(cm)), x)

@@ -32,7 +32,7 @@ def test_vit_small_at_70_percent_keeps_21_heads_and_5529_neurons():
   model, v, g = traced(c.model)
   found = units.units(g, v['params'])
   assert {k: sum(u.size for u in found if u.kind == k) for k in units.KINDS
-          } == {'head': 72, 'neuron': 18432, 'channel': 0}
+          } == {'head': 72, 'kv_group': 0, 'neuron': 18432, 'channel': 0}
   heads = [u for u in found if u.kind == 'head']
   assert len(heads) == 12 and {len(u.producers) for u in heads} == {3}
   method = make_method(c.method, g, v['params'], **c.states)

@@ -76,6 +76,19 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ('criteria', 'flat.append(np.where(live, w, -1.0).ravel())',
      '1.0 -> 2.0'):
         'any negative value marks a pruned weight (|w| >= 0)',
+    ('coverage', 'return greedy_batch(labels[None], jnp.full((1,), keep), '
+     'tie_break, key)[0]', '0 -> 1'):
+        'a batch of one: index 1 clamps to row 0 under jit',
+    ('coverage', 'gain = gain + jax.random.uniform(jax.random.fold_in(key, '
+     't), (num, n),', 'Add -> Sub'):
+        'noise below 1 subtracted also never reorders integer gains; which '
+        'tie wins is random either way',
+    ('coverage', 'gain = jnp.where(selected, -1.0, gain)', '1.0 -> 2.0'):
+        'any marker below -0.999 stays under every live gain (>= 0 - noise)',
+    ('coverage', 'return jax.lax.fori_loop(0, jnp.max(keep, initial=0), '
+     'body,', '0 -> 1'):
+        'initial=1 adds a step only when every keep is 0, where `t < keep` '
+        'selects nothing',
     ('slim.round_masks', 'if missing > 0:', 'Gt -> GtE'):
         'with missing == 0 the branch restores pruned[:0], nothing',
     # The identity fast path of ChannelGraph._axis_mask: the general path

@@ -8,10 +8,10 @@ classified by how its producing kernels hold it, never by model names:
   blocks of a flat output axis (a fused qkv `Dense(3 H Dh)` reshaped to
   `(3, H, Dh)`: each head owns its Dh-blocks of q, k and v);
 * 'kv_group': a head group of grouped-query attention: one key/value head
-  with its query heads. Its producers own different numbers of entries
-  per unit (the query projection G query heads per key/value head); the
-  query heads *within* the groups, pruned alike in every group so that the
-  slim model stays GQA, are a group of their own of kind 'head';
+  with its query heads. Some of its producers (the query projection) also
+  produce another head group that the others (the key/value projections)
+  do not: the query heads *within* the groups, pruned alike in every group
+  so that the slim model stays GQA, a group of kind 'head';
 * 'neuron': the producer is a 2-D dense kernel `[in, out]`;
 * 'channel': the producer is a convolution `[*spatial, in, out]`;
 * 'other': anything else (the head dimension Dh, strided through a flat
@@ -125,16 +125,26 @@ def views(graph: structure.ChannelGraph, params: Any) -> list[Unit]:
         m.axis == 0 and m not in g.index and
         _shape(params, m.path) == (g.size,))
     kind = kinds.pop() if len(kinds) == 1 else 'other'
-    if kind == 'head':
-      # Entries per unit of each producer: a query projection owning more
-      # of them than the key/value projections makes a GQA group.
-      per_unit = {1 if i is None else i.shape[1] for i in index}
-      if len(per_unit) > 1:
-        kind = 'kv_group'
     found.append(Unit(g.name, g.size, kind, tuple(prods),
                       tuple(index) if any(i is not None for i in index)
                       else (), kernel, gammas, g.residual, fed))
-  return found
+  return _kv_groups(found)
+
+
+def _kv_groups(found: list[Unit]) -> list[Unit]:
+  """Marks GQA key/value groups: head units some of whose producers (the
+  query projection) also produce another head unit that the others (the
+  key/value projections) do not: the query heads within each group."""
+  kernels = lambda u: {path for path, _ in u.producers}
+  heads = [u for u in found if u.kind == 'head']
+  out = []
+  for u in found:
+    if u.kind == 'head' and any(
+        other is not u and kernels(other) and kernels(other) < kernels(u)
+        for other in heads):
+      u = dataclasses.replace(u, kind='kv_group')
+    out.append(u)
+  return out
 
 
 def select(found: list[Unit], kinds: tuple[str, ...] | None = None,
