@@ -224,6 +224,25 @@ def test_shared_constant_does_not_couple_layers():
                                 'q1': np.array([False, True, True])}, x)
 
 
+class Recurrent(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.RNN(nn.OptimizedLSTMCell(12), name='rnn')(x)
+    return nn.Dense(3, name='head')(h[:, -1])
+
+
+def test_lstm_hidden_units_prunable_through_a_constant_initial_carry():
+  # The zero initial carry is a constant: it no longer ties the hidden units
+  # to the concatenated gate split.
+  m, x = Recurrent(), jax.random.normal(jax.random.key(0), (2, 5, 4))
+  v = m.init(jax.random.key(1), x)
+  g = structure.trace(m.apply, v, x)
+  assert _names(g) == [('OptimizedLSTMCell_0/hf', 12)]
+  _slim_matches(m.apply, v, g, {'OptimizedLSTMCell_0/hf': np.arange(12) < 7},
+                x)
+
+
 # -- 6. export of boxed and nnx variables ---------------------------------------
 class Partitioned(nn.Module):
 

@@ -43,7 +43,14 @@ class Target:
 TARGETS = {
     'coverage': Target('jaxprune.coverage', None, (
         'tests/test_coverage.py',)),
-    'cluster': Target('jaxprune.cluster', None, ('tests/test_cluster.py',)),
+    # Hand-made cases first: with -x most mutants die before the
+    # hypothesis sweep compiles its many shapes.
+    'cluster': Target('jaxprune.cluster', None, tuple(
+        f'tests/test_cluster.py::{t}' for t in (
+            'test_hand_computed_ward', 'test_duplicate_points',
+            'test_bad_method', 'test_single_point_and_leading_dims',
+            'test_shapes', 'test_matches_scipy',
+            'test_float64_matches_scipy_to_rounding_on_wide_sets'))),
     'masks': Target('jaxprune.masks', None, ('tests/test_masks.py',)),
     'optax': Target('jaxprune.optax', None, (
         'tests/test_optax.py', '-k', 'not 1000_steps')),
