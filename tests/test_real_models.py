@@ -443,10 +443,8 @@ def test_gqa_by_grouped_einsum():
 
 
 # -- Hugging Face Flax models (small configs, no download) -----------------------
-transformers = pytest.importorskip('transformers')
-
-
 def _hf(cls_name, cfg_name, **cfg):
+  transformers = pytest.importorskip('transformers')
   try:
     cls = getattr(transformers, cls_name)
   except AttributeError:
