@@ -47,18 +47,20 @@ def _check_method(method: str) -> None:
     raise ValueError(f'method={method!r}; allowed: {", ".join(METHODS)}.')
 
 
-def _update(method, d_xi, d_yi, d_xy, s_x, s_y, s_i):
-  """Lance-Williams distance from cluster i to the union of x and y."""
+def _update(method, d_xi, d_yi, d_xy, s_x, s_y, s_i):  # pylint: disable=unused-argument
+  """Lance-Williams distance from cluster i to the union of x and y.
+
+  Ward never comes here: it runs on centroids (`_nn_chain_ward`), and 1-D
+  points take `_linkage_1d`.
+  """
   if method == 'single':
     return jnp.minimum(d_xi, d_yi)
   if method == 'complete':
     return jnp.maximum(d_xi, d_yi)
   if method == 'average':
     return (s_x * d_xi + s_y * d_yi) / (s_x + s_y)
-  t = 1.0 / (s_x + s_y + s_i)
-  return jnp.sqrt(jnp.maximum(
-      (s_i + s_x) * t * d_xi * d_xi + (s_i + s_y) * t * d_yi * d_yi
-      - s_i * t * d_xy * d_xy, 0.0))
+  raise ValueError(f'method={method!r}; allowed here: single, complete, '
+                   'average.')
 
 
 def _number(slot_a, slot_b, slot_into, height, size, n):
