@@ -20,17 +20,8 @@ from jaxprune import variables as variables_lib
 
 def _names(keypath) -> tuple[str, ...]:
   """A leaf's path as key names, without the `.value` of boxes/Variables."""
-  out = []
-  for k in keypath:
-    if isinstance(k, jax.tree_util.GetAttrKey) and k.name == 'value':
-      continue
-    for attr in ('key', 'name', 'idx'):
-      if hasattr(k, attr):
-        out.append(str(getattr(k, attr)))
-        break
-    else:
-      out.append(str(k))
-  return tuple(out)
+  return tuple(variables_lib.key_name(k) for k in keypath if not (
+      isinstance(k, jax.tree_util.GetAttrKey) and k.name == 'value'))
 
 
 def plain(tree: Any) -> Any:
@@ -118,8 +109,8 @@ def export(slim_apply_fn: Callable[..., Any], slim_vars: Any, *args: Any,
 
   Files: one serialized `jax.export.Exported` per batch size,
   `<path>/forward_b<N>.jax_exported`; `<path>/variables.msgpack` (flax
-  msgpack of `storable(slim_vars)`: plain dicts, PRNG keys as key data); `<path>/meta.json` with `inputs` (shapes
-  at the first batch size), `batch_sizes`, `params` (trainable scalars:
+  msgpack of `storable(slim_vars)`: plain dicts, PRNG keys as key data);
+  `<path>/meta.json` with `inputs` (shapes at the first batch size), `batch_sizes`, `params` (trainable scalars:
   linen's 'params' collection or nnx `Param`s, as `jaxprune.flops.count`
   and results.json's `pruned_params` count them) and `variables` (all
   scalars, batch statistics included). The exported functions take and

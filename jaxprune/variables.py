@@ -27,16 +27,14 @@ def trainable(variables: Any) -> list[bool]:
   if var_t is not None and any(isinstance(x, var_t) for _, x in items):
     return [isinstance(x, param_t) for _, x in items
             for _ in range(len(jax.tree.leaves(x)))]
-  has_params = isinstance(variables, dict) and 'params' in variables or (
-      hasattr(variables, 'keys') and 'params' in variables.keys())
-  if not has_params:
+  if not (hasattr(variables, 'keys') and 'params' in variables.keys()):
     return [True] * len(jax.tree.leaves(variables))
-  return [_top_key(path) == 'params' for path, _ in
+  return [key_name(path[0]) == 'params' for path, _ in
           jax.tree_util.tree_flatten_with_path(variables)[0]]
 
 
-def _top_key(path) -> str:
-  k = path[0]
+def key_name(k) -> str:
+  """The name of one pytree path entry (dict key, attribute or index)."""
   for attr in ('key', 'name', 'idx'):
     if hasattr(k, attr):
       return str(getattr(k, attr))

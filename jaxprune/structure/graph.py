@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import variables as variables_lib
+from jaxprune.variables import key_name
+from jaxprune.structure import jaxpr as jx
 from jaxprune.structure import tracer as tracer_lib
 from jaxprune.structure.members import Group, Member
 
@@ -59,9 +61,9 @@ class ChannelGraph:
     self._resolve()
     used = set()
     for eqn in closed.jaxpr.eqns:
-      used.update(v for v in eqn.invars if not tracer_lib.jx.is_literal(v))
+      used.update(v for v in eqn.invars if not jx.is_literal(v))
     used.update(v for v in closed.jaxpr.outvars
-                if not tracer_lib.jx.is_literal(v))
+                if not jx.is_literal(v))
     # Variables the traced call never reads: members of no group.
     self.unused: list[tuple[str, tuple[str, ...]]] = [
         (c, tuple(p)) for (c, p, _), v in zip(self.leaves, self.variable_vars)
@@ -456,7 +458,8 @@ class ChannelGraph:
     total = 0
     for (coll, _, leaf), v, train in zip(self.leaves, self.variable_vars,
                                          self.trainable):
-      if (coll != collection) if collection is not None else not train:
+      counted = train if collection is None else coll == collection
+      if not counted:
         continue
       count = 1
       for a, n in enumerate(np.shape(leaf)):
@@ -523,14 +526,6 @@ def lookup(tree: Any, path: tuple[str, ...]) -> Any:
   for k in path:
     tree = tree[k]
   return tree
-
-
-def key_name(k) -> str:
-  """The name of one pytree path entry (dict key, attribute or index)."""
-  for attr in ('key', 'name', 'idx'):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
 
 
 def _first(idx) -> int:
