@@ -117,3 +117,33 @@ def resnet18_cifar_states_recipe(c: ml_collections.ConfigDict,
   c.states.rewind_epoch = 1  # Rewind to the weights after epoch 1.
   c.states.criterion = 'remain'  # CNN Refill ranking (Refill default).
   c.states.fillback_rate = 0.0  # 0: Refill; > 0: Refill+.
+
+
+def offline_baseline(c: ml_collections.ConfigDict, method: str,
+                     target_reduction: float = 0.7) -> None:
+  """The offline comparison setting: ResNet-20 on digits, 15 epochs in all,
+  the method at `target_reduction` fewer MACs (block-internal groups)."""
+  c.model = 'resnet20'  # CIFAR ResNet-20: 16/32/64 widths.
+  c.dataset = 'digits'  # Offline: 1,437 train / 360 test images.
+  c.batch_size = 64  # Global batch.
+  c.eval_batch_size = 120  # Divisible by 8 fake or real devices.
+  c.num_epochs = 15  # As configs/default.py (one-shot: 10 + 5, below).
+  c.learning_rate = 0.05  # Peak of the cosine schedule.
+  c.warmup_epochs = 1.0  # One epoch of linear warmup.
+  c.weight_decay = 5e-4  # Coupled L2, as PyTorch SGD.
+  c.log_every_steps = 22  # Once per epoch.
+  c.method = method  # The baseline.
+  c[method].target_reduction = target_reduction  # Same MACs for every method.
+  if 'pretrain_epochs' in c[method]:
+    c[method].pretrain_epochs = 10  # Dense training before pruning.
+    c[method].finetune_epochs = 5  # Fine-tuning after.
+
+
+def cifar_baseline(c: ml_collections.ConfigDict, method: str,
+                   target_reduction: float) -> None:
+  """ResNet-56 on CIFAR-10 with the seed recipe; one-shot methods train
+  160 epochs, prune, and fine-tune 160 more (trained from scratch)."""
+  cifar_resnet_recipe(c)  # 160 epochs, SGD 0.1, cosine.
+  c.model = 'resnet56'  # Option-A shortcuts.
+  c.method = method  # The baseline.
+  c[method].target_reduction = target_reduction  # The row's FLOPs cut.

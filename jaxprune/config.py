@@ -49,6 +49,8 @@ def base() -> ml_collections.ConfigDict:
   c.log_every_steps = 50  # Terminal/JSONL/TensorBoard logging interval.
   c.data_threads = 8  # grain reader threads per process.
   c.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  c.init_from = ''  # Start from local weights: a jaxprune workdir, .npz or .safetensors; '': random init.
+  c.init_from_map = ()  # 'regex=>replacement' rules from the file's names to ours (params/<module>/.../<leaf>).
   c.method = 'none'  # A registered method: none (dense) | see jaxprune.methods.
   c.export = True  # Write a pruned run's slimmed model to <workdir>/slim (jax.export).
   for name, sub in methods_base.config_dicts().items():

@@ -165,18 +165,21 @@ def masks_of(opt_state: Any) -> Any:
   return find_state(opt_state).masks
 
 
-def set_masks(opt_state: Any, masks: Any, aux: Any = None) -> Any:
+def set_masks(opt_state: Any, masks: Any, aux: Any = None,
+              zero: bool = True) -> Any:
   """Returns `opt_state` with new masks (and aux); jittable.
 
   The next update applies them: 'hard' and 'soft' zero the newly pruned
-  weights at that step.
+  weights at that step. With `zero=False` (the caller has zeroed them
+  already) 'soft' mode lets that step's update through, so soft-pruned
+  weights train from the first step on.
   """
   def swap(x):
     if _is_state(x):
       return x._replace(masks=jax.tree.map(lambda m: jnp.asarray(m, bool),
                                            masks),
                         aux=x.aux if aux is None else aux,
-                        fresh=jnp.ones([], bool))
+                        fresh=jnp.asarray(zero, bool))
     return x
   return jax.tree.map(swap, opt_state, is_leaf=_is_state)
 
@@ -185,3 +188,39 @@ def forward_params(params: Any, opt_state: Any) -> Any:
   """W * M: the parameters to run the model on in 'masked_forward' mode."""
   return jax.tree.map(lambda p, m: p * jnp.asarray(m, p.dtype), params,
                       masks_of(opt_state))
+
+
+def l1_penalty(strength: float, mask: Any) -> optax.GradientTransformation:
+  """Adds the subgradient of `strength * sum |p|` on the masked entries.
+
+  Network slimming's sparsity term on BN scales (Liu et al., ICCV 2017,
+  Eq. 1: the gradient gains lambda * sign(gamma)), written as a
+  transformation to chain before the optimizer:
+  `optax.chain(l1_penalty(1e-4, gamma_mask), optax.sgd(...))`.
+
+  Args:
+    strength: lambda >= 0.
+    mask: a bool pytree like the params (broadcastable leaves), or a
+      function `params -> mask`: where the penalty applies.
+
+  Returns:
+    A stateless `optax.GradientTransformation`.
+  """
+  if strength < 0:
+    raise ValueError(f'strength={strength}; allowed: >= 0.')
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('jaxprune.optax.l1_penalty needs params in update().')
+    m = mask(params) if callable(mask) else mask
+    _check_structure(m, params)
+    updates = jax.tree.map(
+        lambda g, p, k: g + jnp.where(jnp.asarray(k), strength * jnp.sign(p),
+                                      0).astype(g.dtype), updates, params, m)
+    return updates, state
+
+  return optax.GradientTransformation(init_fn, update_fn)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxprune import checkpoint, flops, optim, report, writers
+from jaxprune import checkpoint, flops, optim, pretrained, report, writers
 from jaxprune import masks as masks_lib
 from jaxprune.engine import results as results_lib
 from jaxprune.engine import setup as setup_lib
@@ -74,7 +74,7 @@ class _Run:
                                     train=False)
     ctx = methods_base.Context(
         graph=self.graph, params=self.abstract['params'],
-        apply_fn=su.model.apply, num_epochs=config.num_epochs,
+        batch_stats=self.abstract.get('batch_stats', {}), apply_fn=su.model.apply, num_epochs=config.num_epochs,
         steps_per_epoch=su.steps_per_epoch, log=logging.info,
         sample=self.sample, loss=self.eval_loss)
     self.method = method_cls(config, ctx)
@@ -84,6 +84,7 @@ class _Run:
                                   train=False),
         out_shardings=su.replicated)
     self.plans: dict[int, methods_base.Plan | None] = {}
+    self._pretrained = None
     self.results_path = os.path.join(workdir, 'results.json')
     self.complete = None
     if os.path.exists(self.results_path):
@@ -96,6 +97,13 @@ class _Run:
                  f'{self.dense_counts.params:,}',
                  f'{self.dense_counts.macs:,}', config.method,
                  self.method.num_phases, config.num_epochs)
+    if config.init_from:  # A bad source stops before anything is written.
+      v = self.init_fn(jax.random.key(config.seed))
+      self._pretrained, _, _ = pretrained.load_into(
+          jax.device_get({'params': v['params'],
+                          'batch_stats': v.get('batch_stats', {})}),
+          pretrained.read(config.init_from), tuple(config.init_from_map),
+          log=logging.info)
     os.makedirs(workdir, exist_ok=True)
     checkpoint.write_meta(workdir, su.meta)
     self.writer = writers.MetricWriter(workdir)
@@ -122,7 +130,7 @@ class _Run:
     return os.path.join(self.workdir, f'state_{k:02d}')
 
   def phase_epochs(self, phase: methods_base.Phase) -> int:
-    return phase.epochs or self.config.num_epochs
+    return self.config.num_epochs if phase.epochs is None else phase.epochs
 
   # -- rewind weights -----------------------------------------------------------
   def _rewind_mgr(self):
@@ -142,8 +150,12 @@ class _Run:
       return mgr.latest_step() is not None
 
   def initial(self):
-    v = self.init_fn(jax.random.key(self.config.seed))
-    return {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
+    """The initial variables: the seed's init, with `config.init_from`'s
+    matching arrays loaded over it (read once per run)."""
+    if self._pretrained is None:
+      v = self.init_fn(jax.random.key(self.config.seed))
+      return {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
+    return jax.device_put(self._pretrained, self.su.replicated)
 
   def load_rewind(self):
     with self._rewind_mgr() as mgr:
@@ -272,8 +284,10 @@ class _Run:
                     'Resumed from step %d in %s.'),
                    *((k, int(state.step)) if self.multi else
                      (int(state.step), self.workdir)))
-    elif phase.start != 'init':
-      # Step 0: the (masked) start of the phase, e.g. the rewound "ticket".
+    elif phase.start != 'init' or not self.phase_epochs(phase):
+      # Step 0: the (masked) start of the phase, e.g. the rewound "ticket"
+      # (and all of a phase of 0 epochs, e.g. pretrained weights pruned
+      # without training).
       state = self.save_state(mgr, state, 0.0)
     first = first_epoch_of(state, spe)
     step_fn = steps.jit_train_step(su, tx, phase.forward)
@@ -322,16 +336,7 @@ class _Run:
     final, last_loss = None, [None]
     for epoch in range(first, e):
       if phase.events(epoch):
-        params, opt_state, info = method.event(
-            k, epoch, state.params, state.opt_state,
-            jax.random.fold_in(event_key, epoch))
-        # Back to the replicated layout the train step was compiled for
-        # (a method's own jit may leave another one).
-        params, opt_state = jax.device_put((params, opt_state),
-                                           su.replicated)
-        state = state.replace(params=params, opt_state=opt_state)
-        self.writer.write(base + int(state.step), 'prune', epoch=epoch,
-                          **info)
+        state = self.event(k, epoch, state, event_key, base)
       state = steps.train_epoch(
           su, state, step_fn, epoch, rng=rng, writer=self.writer,
           schedule=schedule, num_epochs=e, step_base=base,
@@ -342,6 +347,8 @@ class _Run:
           not self.has_rewind()):
         self.save_rewind(state)
       last = epoch + 1 == e
+      if last and phase.events(e):  # After the last epoch (Phase.events).
+        state = self.event(k, e, state, event_key, base)
       step = base + int(state.step)
       info = method.epoch_end(k, epoch, state.params, state.opt_state)
       if info:
@@ -379,8 +386,8 @@ class _Run:
       final = self.evaluate(self.eval_vars(state, phase, masks), su.test_ds)
     row = None
     if self.multi:
-      row = self.row(k, phase, best if phase.track_best else None, final,
-                     float(state.train_seconds), e, split)
+      row = self.row(k, phase, best if phase.track_best and e else None,
+                     final, float(state.train_seconds), e, split)
       self.writer.write(base + int(state.step), 'state', **{
           n: v for n, v in row.items() if n != 'kept'})
       logging.info('State %d done: test %s %.2f%% at best epoch %d (final '
@@ -390,6 +397,24 @@ class _Run:
                    f'{row.get("macs", 0):,}',
                    steps.fmt_time(row['seconds']))
     return state, row, final, train_seconds
+
+  def event(self, k, epoch, state, event_key, base):
+    """Runs the method's mask event at the start of `epoch` (or, for
+    epoch == the phase's epochs, after its last epoch)."""
+    su, method = self.su, self.method
+    params, opt_state, info = method.event(
+        k, epoch, state.params, state.opt_state,
+        jax.random.fold_in(event_key, epoch))
+    stats, opt_state = method.event_stats(k, epoch, state.batch_stats,
+                                          opt_state)
+    # Back to the replicated layout the train step was compiled for (a
+    # method's own jit may leave another one).
+    params, stats, opt_state = jax.device_put((params, stats, opt_state),
+                                              su.replicated)
+    state = state.replace(params=params, batch_stats=stats,
+                          opt_state=opt_state)
+    self.writer.write(base + int(state.step), 'prune', epoch=epoch, **info)
+    return state
 
   def row(self, k, phase, best, final, seconds, epochs, split):
     """The result row of a phase that tracks its best epoch."""

@@ -126,10 +126,13 @@ class Phase:
       (e.g. W * M for masked-forward training), or None.
     masked_eval: evaluate (and slim) the network with the plan's masks
       applied (W * M).
-    events: epoch -> whether `Method.event` runs at the start of it.
+    events: epoch -> whether `Method.event` runs at the start of it;
+      `events(epochs)` (one past the last epoch) runs one after the last
+      epoch, before the final evaluation and checkpoint.
     track_best: report the test accuracy at the epoch of best validation
       accuracy (and keep that bookkeeping in checkpoints).
-    epochs: epochs of the phase (None: `config.num_epochs`).
+    epochs: epochs of the phase (None: `config.num_epochs`; 0: the start
+      point is the phase's result, e.g. pretrained weights pruned once).
   """
   start: str = 'init'
   plan: Plan | None = None
@@ -159,6 +162,8 @@ class Context:
     sample: `() -> (x, batch)`: the model input and the raw batch of the
       first training batch (for activation and saliency scores).
     loss: `(variables, x, batch) -> scalar`: the task's loss in eval mode.
+    batch_stats: the 'batch_stats' collection as shape structs ({} when
+      the model has none).
   """
   graph: structure.ChannelGraph
   params: Any
@@ -168,6 +173,7 @@ class Context:
   log: Callable[..., None] = print
   sample: Callable[[], Any] | None = None
   loss: Callable[..., Any] | None = None
+  batch_stats: Any = dataclasses.field(default_factory=dict)
 
 
 class Method:
@@ -228,6 +234,17 @@ class Method:
     """
     del k, epoch, key
     return params, opt_state, {}
+
+  def event_stats(self, k: int, epoch: int, batch_stats, opt_state):
+    """Runs right after `event`, on the batch statistics and the new
+    optimizer state (e.g. to restore the running statistics of regrown
+    channels).
+
+    Returns:
+      (batch_stats, opt_state).
+    """
+    del k, epoch
+    return batch_stats, opt_state
 
   def epoch_end(self, k: int, epoch: int, params, opt_state
                 ) -> dict[str, float]:

@@ -16,6 +16,20 @@ Each criterion maps units (`jaxprune.methods.units.Unit`) to scores, float
 * `saliency`: SNIP's sum of |w dL/dw| over the unit's producer weights
   (Lee et al., arXiv:1810.02340).
 
+Kernel criteria (contracts: `criteria.<name>(kernel) -> scores [n]`, for a
+kernel with its n output channels on the last axis, e.g. a conv's
+`[kh, kw, c_in, n]` or a dense `[c_in, n]`; higher = more important):
+
+* `l1`, `l2`: the filter norms sum |W| and sqrt(sum W^2) (Li et al.,
+  ICLR 2017; He et al., "Soft Filter Pruning", IJCAI 2018);
+* `fpgm`: sum_k ||F_i - F_k||_2, the summed distance of filter i to the
+  layer's other filters; the smallest are nearest the geometric median,
+  the most replaceable (He et al., "Filter Pruning via Geometric Median",
+  CVPR 2019, Eq. 6);
+* `leverage`: the column leverage scores of the filter matrix F [D, n] in
+  its top-r right singular subspace, sum_{j<r} V[i, j]^2 (the column subset
+  selection of Hou et al., "CHEX", CVPR 2022).
+
 `top_k` keeps the k highest scores of one group; `global_top` of a pool of
 groups; `magnitude_masks` the largest |w| of a set of kernels, unstructured.
 """
@@ -53,6 +67,64 @@ def producer_sum(unit: Unit, per_producer) -> jax.Array:
   return total
 
 
+def _filters(kernel) -> jax.Array:
+  """The filter matrix F [D, n] of a kernel [..., n], in float32 (float64
+  under x64)."""
+  w = jnp.asarray(kernel)
+  if w.ndim < 2:
+    raise JaxpruneError(f'kernel of shape {tuple(w.shape)}; allowed: 2 or '
+                        'more axes, output channels last.')
+  w = w.reshape(-1, w.shape[-1])
+  return w.astype(jnp.promote_types(w.dtype, jnp.float32))
+
+
+def l1(kernel) -> jax.Array:
+  """Filter L1 norms: sum |W[..., i]| per output channel i: [n]."""
+  return jnp.sum(jnp.abs(_filters(kernel)), axis=0)
+
+
+def l2(kernel) -> jax.Array:
+  """Filter L2 norms: sqrt(sum W[..., i]^2) per output channel i: [n]."""
+  return jnp.sqrt(jnp.sum(jnp.square(_filters(kernel)), axis=0))
+
+
+def fpgm(kernel) -> jax.Array:
+  """FPGM scores: sum_k ||F_i - F_k||_2 over the layer's filters: [n].
+
+  Filters with the smallest scores are nearest the geometric median of
+  the layer (their information is shared by the others) and go first.
+  The distances are computed from the Gram matrix, as one matmul.
+  """
+  f = _filters(kernel)
+  sq = jnp.sum(f * f, axis=0)
+  d2 = sq[:, None] + sq[None, :] - 2 * (f.T @ f)
+  # sqrt(0) has no gradient and rounding can make d2 slightly negative.
+  return jnp.sum(jnp.sqrt(jnp.maximum(d2, 0.0)), axis=1)
+
+
+def leverage(kernel, rank=None) -> jax.Array:
+  """Column leverage scores of F [D, n] in rank r: sum_{j<r} V[i, j]^2.
+
+  Args:
+    kernel: [..., n], output channels last.
+    rank: r, the subspace dimension (CHEX uses the number of channels it
+      keeps); None: ceil(min(D, n) / 2). Clipped to 1..min(D, n). May be
+      traced (jittable).
+
+  Returns:
+    float [n], in [0, 1], summing to r.
+  """
+  f = _filters(kernel)
+  full = min(f.shape)
+  r = (full + 1) // 2 if rank is None else jnp.clip(rank, 1, full)
+  _, _, vt = jnp.linalg.svd(f, full_matrices=False)  # vt: [full, n]
+  use = (jnp.arange(full) < r)[:, None]
+  return jnp.sum(jnp.where(use, vt * vt, 0.0), axis=0)
+
+
+KERNEL_CRITERIA = {'l1': l1, 'l2': l2, 'fpgm': fpgm, 'leverage': leverage}
+
+
 def filter_norm(params: Any, unit: Unit, norm: str = 'l1') -> jax.Array:
   """L1 or L2 norm of each filter `W[..., c]` of the unit's kernel."""
   if norm not in NORMS:
@@ -60,11 +132,19 @@ def filter_norm(params: Any, unit: Unit, norm: str = 'l1') -> jax.Array:
   if unit.kernel is None:
     raise JaxpruneError(f'Group {unit.group!r} has no kernel with its '
                         'channels on the last axis to take filter norms of.')
-  w = jnp.asarray(structure.lookup(params, unit.kernel))
-  w = w.reshape(-1, w.shape[-1])
-  if norm == 'l1':
-    return jnp.sum(jnp.abs(w), axis=0)
-  return jnp.sqrt(jnp.sum(jnp.square(w.astype(jnp.float32)), axis=0))
+  return KERNEL_CRITERIA[norm](structure.lookup(params, unit.kernel))
+
+
+def kernel_scores(params: Any, unit: Unit, name: str, **kw) -> jax.Array:
+  """A kernel criterion (`l1`, `l2`, `fpgm`, `leverage`) of the unit's
+  kernel (`Unit.kernel`): float [size]."""
+  if name not in KERNEL_CRITERIA:
+    raise JaxpruneError(f'criterion={name!r}; allowed: '
+                        f'{", ".join(KERNEL_CRITERIA)}.')
+  if unit.kernel is None:
+    raise JaxpruneError(f'Group {unit.group!r} has no kernel with its '
+                        f'channels on the last axis to score with {name}.')
+  return KERNEL_CRITERIA[name](structure.lookup(params, unit.kernel), **kw)
 
 
 def bn_gamma(params: Any, unit: Unit) -> jax.Array:

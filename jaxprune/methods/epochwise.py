@@ -1,0 +1,130 @@
+"""Filters re-masked after every epoch from the current weights: the loop
+of SFP and FPGM.
+
+He et al., "Soft Filter Pruning for Accelerating Deep Convolutional Neural
+Networks", IJCAI 2018; He et al., "Filter Pruning via Geometric Median for
+Deep Convolutional Neural Networks Acceleration", CVPR 2019. One phase.
+After every `every_epochs` epochs (an event at the start of the next one)
+every pruned layer scores its filters on the current weights (the
+method's kernel criterion: SFP's L2 norm, FPGM's summed distance), keeps
+the best under the shared budget (`jaxprune.methods.budget`) and zeroes
+the others' producing kernels (and biases); consumers and norms keep
+their weights, so a zeroed filter still has a gradient:
+
+* `soft` masks (SFP): gradients are not masked, so zeroed filters train
+  again and can win their place back at the next event;
+* `hard` masks (FPGM's code masks gradients every step): zeroed filters
+  stay exactly zero until the next event re-scores them.
+
+After the last epoch a final event prunes once more and zeroes every
+member of the pruned channels (norms, consumers too), so the network
+evaluated is exactly the one slimmed. Masks live in the optimizer state,
+with the channel masks as its aux, so a resumed run continues alike.
+"""
+import time
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxprune import masks as masks_lib
+from jaxprune import optax as optax_lib
+from jaxprune.errors import JaxpruneError
+from jaxprune.methods import base, budget
+
+
+def epochwise_fields() -> ml_collections.ConfigDict:
+  """The budget fields plus the re-masking schedule."""
+  c = budget.fields(ml_collections.ConfigDict())
+  c.every_epochs = 1  # Re-mask after every this many epochs.
+  c.prune_at_start = False  # Also mask at epoch 0 (e.g. pretrained init_from weights).
+  return c
+
+
+_apply = jax.jit(masks_lib.apply)
+
+
+class EpochMasks(base.Method):
+  """Re-masks every `every_epochs` epochs by `criterion`; `mode` says
+  whether pruned filters get gradients ('soft') or not ('hard')."""
+
+  criterion: ClassVar[str] = 'l2'
+  mode: ClassVar[str] = 'soft'
+
+  def __init__(self, config, ctx):
+    super().__init__(config, ctx)
+    if not isinstance(self.cfg.every_epochs, int) or self.cfg.every_epochs < 1:
+      raise JaxpruneError(f'{self.config_name}.every_epochs='
+                          f'{self.cfg.every_epochs!r}; allowed: an int >= 1.')
+    self.budget = budget.Budget(ctx.graph, ctx.params, self.cfg,
+                                self.config_name, kernel=True)
+    self.units = self.budget.units
+    self.graph = ctx.graph
+    self.num_epochs = ctx.num_epochs
+    self._set = jax.jit(self._set_masks)
+
+  def phase(self, k, plan):
+    return base.Phase(plan=plan, wrap=lambda tx, masks: self.wrap(tx),
+                      events=self.is_event)
+
+  def is_event(self, epoch: int) -> bool:
+    if epoch == self.num_epochs:
+      return True
+    if epoch == 0:
+      return bool(self.cfg.prune_at_start)
+    return epoch % self.cfg.every_epochs == 0
+
+  def wrap(self, inner):
+    full = {u.group: jnp.ones((u.size,), bool) for u in self.units}
+    # The masks keep one shape for the whole run (a checkpoint restores
+    # into it): the graph's, which has every pruned axis.
+    return optax_lib.masked(
+        inner, masks=self.graph.param_masks(full)['params'], mode=self.mode,
+        reapply='event', aux={'channels': full})
+
+  def current_masks(self, opt_state) -> dict[str, np.ndarray]:
+    aux = optax_lib.find_state(opt_state).aux
+    return {k: np.asarray(jax.device_get(v)) for k, v in
+            aux['channels'].items()}
+
+  def channel_masks(self, k, plan, opt_state):
+    return self.current_masks(opt_state)
+
+  def describe(self, plan):
+    return {}
+
+  def _set_masks(self, params, opt_state, pm, channels):
+    params = _apply(params, pm)  # Zeroed now: the next step may regrow.
+    return params, optax_lib.set_masks(opt_state, pm, {'channels': channels},
+                                       zero=False)
+
+  def event(self, k, epoch, params, opt_state, key):
+    del k, key
+    t0 = time.time()
+    host = jax.device_get(params)
+    old = self.current_masks(opt_state)
+    channels = self.budget.masks(self.budget.kernel_scores(host,
+                                                           self.criterion))
+    final = epoch == self.num_epochs
+    if final:  # Every member: the network equals the slimmed one.
+      pm = self.graph.param_masks(channels)['params']
+    else:
+      shapes = self.graph.param_masks(channels)['params']
+      pm = jax.tree.map(lambda m, t: np.broadcast_to(m, np.shape(t)),
+                        budget.producer_masks(self.units, channels, host),
+                        shapes)
+    pm = jax.tree.map(jnp.asarray, pm)
+    params, opt_state = self._set(params, opt_state, pm, channels)
+    macs = self.graph.macs(channels)
+    info = {'macs': int(macs),
+            'flops_reduction': 1 - macs / self.budget.dense_macs,
+            'changed': int(sum(np.sum(channels[g] != old[g])
+                               for g in channels)),
+            'seconds': time.time() - t0}
+    self.ctx.log('%s event at epoch %d: %s MACs (%.2f%% removed), %d '
+                 'channels changed, %.1fs.', self.name, epoch, f'{macs:,}',
+                 100 * info['flops_reduction'], info['changed'],
+                 info['seconds'])
+    return params, opt_state, info
