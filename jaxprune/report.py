@@ -39,8 +39,47 @@ class ReportError(ValueError):
   """A workdir that holds no state-loop results."""
 
 
+def epoch_accuracies(workdir: str, metric: str = 'top1'
+                     ) -> dict[int, list[float]]:
+  """Per state, the evaluated `metric` of every epoch from metrics.jsonl
+  (the validation split when the run has one, else test), in epoch order.
+  {} when the workdir has no metrics.jsonl."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return {}
+  by: dict[str, dict[int, dict[int, float]]] = {}
+  with open(path) as f:
+    for line in f:
+      try:
+        r = json.loads(line)
+      except ValueError:
+        continue  # A torn last line of a run still being written.
+      if r.get('split') in ('validation', 'test') and 'state' in r and (
+          'epoch' in r) and f'{r["split"]}/{metric}' in r:
+        by.setdefault(r['split'], {}).setdefault(int(r['state']), {})[
+            int(r['epoch'])] = float(r[f'{r["split"]}/{metric}'])
+  split = by.get('validation') or by.get('test') or {}
+  return {k: [v[e] for e in sorted(v)] for k, v in split.items()}
+
+
+def last_epochs_std(accs: list[float], n: int = 5) -> float | None:
+  """Population std of the last `n` epoch accuracies (None if fewer)."""
+  if len(accs) < n:
+    return None
+  tail = accs[-n:]
+  mean = sum(tail) / n
+  return (sum((a - mean) ** 2 for a in tail) / n) ** 0.5
+
+
 def load(workdir: str) -> dict[str, Any]:
-  """The results of a state-loop workdir (complete or in progress)."""
+  """The results of a state-loop workdir (complete or in progress), with
+  `epoch_accs` (per state, from metrics.jsonl) added."""
+  run = _load(workdir)
+  run['epoch_accs'] = {str(k): v for k, v in epoch_accuracies(workdir).items()}
+  return run
+
+
+def _load(workdir: str) -> dict[str, Any]:
   path = os.path.join(workdir, 'results.json')
   if os.path.exists(path):
     with open(path) as f:
@@ -66,7 +105,10 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
 
   Returns:
     acc (per state), state0, best and best_state, mean, std (population)
-    and std_sample over states 2..N (None with fewer than 3 states),
+    and std_sample over states 2..N (None with fewer than 3 states: the
+    across-state std), last5_std (per state: the population std of its
+    last 5 epochs' accuracy, seed 003's "std"; None where the run has no
+    `epoch_accs` from metrics.jsonl),
     retention (best / state 0, %), params_before, params_after,
     compression, macs_before, macs_after and minutes (per state).
   """
@@ -89,7 +131,10 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
       'macs_after': states[-1].get('macs'),
       'minutes': [s.get('seconds', 0) / 60 for s in states],
       'kept': states[-1].get('kept', {}),
+      'last5_std': [last_epochs_std(run.get('epoch_accs', {}).get(
+          str(s['state']), [])) for s in states],
   }
+  out['best_last5_std'] = out['last5_std'][best_i]
   out['compression'] = (out['params_before'] / out['params_after']
                         if out['params_after'] else None)
   return out
@@ -123,13 +168,16 @@ def markdown(runs: list[tuple[dict[str, Any], str]]) -> str:
               + ('' if run.get('complete', True) else
                  f' (in progress: {n + 1} states done)'), '', '```',
               'State: ' + _row(range(n + 1)),
-              'Acc:   ' + _row(f'{a:.2f}' for a in s['acc']), '```', '',
+              'Acc:   ' + _row(f'{a:.2f}' for a in s['acc']),
+              'Std5:  ' + _row(_f(x) for x in s['last5_std']), '```', '',
               '| metric | value |', '|---|---|',
               f'| state 0 (dense) | {s["state0"]:.2f}% |',
               f'| best | {s["best"]:.2f}% (state {s["best_state"]}) |',
               f'| mean over states 2..{n} | {_f(s["mean"], suffix="%")} |',
-              f'| std over states 2..{n} (population; sample) | '
+              f'| across-state std, states 2..{n} (population; sample) | '
               f'{_f(s["std"])}; {_f(s["std_sample"])} |',
+              f'| last-5-epoch std of the best state (population) | '
+              f'{_f(s["best_last5_std"])} |',
               f'| retention (best / state 0) | '
               f'{_f(s["retention"], ".1f", "%")} |',
               f'| params before → after | {_f(s["params_before"], ",")} → '
@@ -149,7 +197,9 @@ def markdown(runs: list[tuple[dict[str, Any], str]]) -> str:
     rows = [('state 0', lambda s: _f(s['state0'], suffix='%')),
             ('best (state)', lambda s: f'{s["best"]:.2f}% ({s["best_state"]})'),
             ('mean over states 2..N', lambda s: _f(s['mean'], suffix='%')),
-            ('std (population)', lambda s: _f(s['std'])),
+            ('across-state std (population)', lambda s: _f(s['std'])),
+            ('last-5-epoch std, best state',
+             lambda s: _f(s['best_last5_std'])),
             ('retention', lambda s: _f(s['retention'], '.1f', '%')),
             ('params after', lambda s: _f(s['params_after'], ',')),
             ('compression', lambda s: _f(s['compression'], '.2f', '×')),

@@ -473,3 +473,23 @@ def test_each_baseline_end_to_end(name, tmp_path, data_dir):
         100 / 360 + 1e-6)
   else:
     assert abs(r['slim_top1'] - r['top1']) <= 100 / 360 + 1e-6
+
+
+@pytest.mark.parametrize('name', ['l1', 'sfp', 'fpgm', 'chex', 'cup',
+                                  'bn_slimming'])
+def test_cifar_config_runs_under_mock_data(name, tmp_path, compile_cache):
+  """configs/<method>/resnet56_cifar10.py through the CIFAR-10 data path
+  (tfds mock data; ResNet-20 in place of ResNet-56 to keep CI short)."""
+  from conftest import ONE_DEVICE, REPO  # pylint: disable=g-import-not-at-top
+  wd = str(tmp_path / 'run')
+  code, out = run_main(
+      f'--config={REPO}/configs/{name}/resnet56_cifar10.py',
+      f'--workdir={wd}', '--config.model=resnet20', '--config.num_epochs=1',
+      '--config.batch_size=8', '--config.eval_batch_size=8',
+      '--config.data_threads=2', '--config.export=False',
+      *([f'--config.{name}.until_epoch=0'] if name == 'chex' else []),
+      mock_examples=16, env={**compile_cache, 'XLA_FLAGS': ONE_DEVICE})
+  assert code == 0, out[-3000:]
+  r = results_of(wd)
+  target = r['dense_macs'] * (1 - r['config'][name]['target_reduction'])
+  assert 0.99 * target <= r['pruned_macs'] <= target

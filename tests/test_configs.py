@@ -12,7 +12,9 @@ from jaxprune import data, models
 
 from conftest import REPO, config_rows, row_id
 
-ROWS = config_rows('') + config_rows('reprune') + config_rows('states')
+BASELINES = ('l1', 'sfp', 'fpgm', 'chex', 'cup', 'bn_slimming')
+ROWS = (config_rows('') + config_rows('reprune') + config_rows('states') +
+        sum((config_rows(m) for m in BASELINES), []))
 CONFIGS = sorted({p for p, _ in ROWS})
 
 
@@ -61,3 +63,17 @@ def test_config_argument_is_checked():
   assert load(path, '56').reprune.target_reduction == 0.5609
   with pytest.raises(ValueError, match="'3g'; allowed: 2.3g, 1.8g"):
     load(path, '3g')
+
+
+def test_every_baseline_has_offline_and_seed_table_configs():
+  for m in BASELINES:
+    for f in ('default_offline.py', 'resnet56_cifar10.py'):
+      c = load(os.path.join(REPO, 'configs', m, f))
+      assert c.method == m
+  for m in ('sfp', 'fpgm'):
+    c = load(os.path.join(REPO, 'configs', m, 'resnet18_imagenet.py'))
+    assert c[m].target_macs == 1.05e9 and c.num_epochs == 200
+    assert c.init_from  # From pretrained: a run without one stops.
+  for m in BASELINES:
+    c = load(os.path.join(REPO, 'configs', m, 'resnet56_cifar10.py'))
+    assert 0.5 <= c[m].target_reduction <= 0.55

@@ -308,7 +308,9 @@ def test_masks_are_validated_alike_everywhere():
   out = [gr for gr in g.groups if not gr.prunable][0]
   calls = [g.param_masks, g.macs, g.num_params,
            lambda cm: slim.slim(m.apply, v, g, cm, x)]
+  one_off = np.arange(out.size) > 0  # Pruning a single channel is refused too.
   bad = [({out.name: np.zeros(out.size, bool)}, 'not prunable'),
+         ({out.name: one_off}, 'not prunable'),
          ({'a': np.ones(6, np.int32)}, 'dtype int32; expected bool'),
          ({'a': np.full(6, 0.5)}, 'dtype float'),
          ({'a': np.ones(5, bool)}, r'shape \(5,\); expected \(6,\)'),

@@ -350,8 +350,9 @@ def test_report_statistics_and_files(tmp_path):
   fake_run(b, 'rsst', [80.10, 79.74, 80.20, 80.18])
   s = report.summary(report.load(a))
   tail = np.array(SEED_ROW[2:])
-  # The seed prints mean 81.12 and std 0.24 for this row; its own numbers
-  # give 81.215 and 0.316 (population; 0.328 sample).
+  # The seed prints mean 81.12 and std 0.24 for this row; its "std" is over
+  # the last 5 epochs of a state (not in the rows); across states 2..15
+  # the rows give 81.215 and 0.316 (population; 0.328 sample).
   assert s['mean'] == pytest.approx(81.215)
   assert s['std'] == pytest.approx(tail.std()) == pytest.approx(0.3157, abs=1e-4)
   assert s['std_sample'] == pytest.approx(tail.std(ddof=1))
@@ -381,3 +382,27 @@ def run_main_report(*args):
   p = subprocess.run([sys.executable, '-m', 'jaxprune.report', *args],
                      capture_output=True, text=True, cwd=REPO)
   return p.returncode, p.stdout + p.stderr
+
+
+def test_report_last_five_epoch_std_from_metrics(tmp_path):
+  """Seed 003's std: over the last 5 epochs of a state (metrics.jsonl),
+  reported beside the across-state std."""
+  wd = str(tmp_path / 'run')
+  fake_run(wd, 'refill', [70.0, 71.0, 72.0])
+  # State 1: 7 validation epochs; the last 5 are 1, 2, 3, 4, 5 (std
+  # sqrt(2)). State 0 has 4 epochs (< 5: no value). Test records and a
+  # torn last line are ignored.
+  rec = [{'split': 'validation', 'state': 1, 'epoch': e + 1,
+          'validation/top1': v} for e, v in enumerate([9, 9, 1, 2, 3, 4, 5])]
+  rec += [{'split': 'validation', 'state': 0, 'epoch': e + 1,
+           'validation/top1': 50.0} for e in range(4)]
+  rec += [{'split': 'test', 'state': 1, 'epoch': 7, 'test/top1': 99.0}]
+  with open(os.path.join(wd, 'metrics.jsonl'), 'w') as f:
+    f.write('\n'.join(json.dumps(r) for r in rec) + '\n{"split": "valid')
+  s = report.summary(report.load(wd))
+  assert s['last5_std'][0] is None
+  assert s['last5_std'][1] == pytest.approx(np.sqrt(2.0))
+  assert s['last5_std'][2] is None  # No records for state 2.
+  assert s['best_state'] == 2 and s['best_last5_std'] is None
+  md = report.markdown([(report.load(wd), wd)])
+  assert 'Std5:' in md and '1.41' in md and 'across-state std' in md
