@@ -65,6 +65,7 @@ def reprune_schedule(c: ml_collections.ConfigDict, until_epoch: int,
 def seed003_training(c: ml_collections.ConfigDict, dataset: str) -> None:
   """Seed 003's ViT-S/4 training recipe (one state)."""
   c.model = 'vit_small'  # Patch 4, 384 wide, 12 blocks x 6 heads, MLP 1536.
+  c.model_overrides.layer_norm_eps = 1e-5  # PyTorch/timm LayerNorm, as seed 003.
   c.dataset = dataset  # Crop (pad 4) + flip.
   c.validation_size = 5000  # 45k train / 5k validation / 10k test.
   c.batch_size = 128  # Seed 003.

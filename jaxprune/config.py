@@ -51,6 +51,7 @@ def base() -> ml_collections.ConfigDict:
   c.distributed = False  # Call jax.distributed.initialize() (multi-host).
   c.init_from = ''  # Start from local weights: a jaxprune workdir, .npz or .safetensors; '': random init.
   c.init_from_map = ()  # 'regex=>replacement' rules from the file's names to ours (params/<module>/.../<leaf>).
+  c.init_from_format = ''  # '': names as ours (after init_from_map) | timm_vit: a timm ViT, converted.
   c.method = 'none'  # A registered method: none (dense) | see jaxprune.methods.
   c.export = True  # Write a pruned run's slimmed model to <workdir>/slim (jax.export).
   for name, sub in methods_base.config_dicts().items():

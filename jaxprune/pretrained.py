@@ -7,6 +7,13 @@ Nothing is downloaded. Three sources:
 * a `.npz` file: one array per name;
 * a `.safetensors` file (read here with numpy; no extra package).
 
+With `init_from_format='timm_vit'` the file holds a timm ViT
+(`vit_small_patch16_224` and the like): its names are converted to ours by
+`convert_timm_vit` (the fused qkv split into query/key/value `[D, H, Dh]`,
+the projection reshaped to `[H, Dh, D]`, Linear weights transposed), so the
+shape-matching blocks, norms and cls token load, while a patch embedding,
+position table or head of another size stay at their initial values.
+
 Names are matched against ours, the '/'-joined variable paths such as
 `params/Block_0/Dense_0/kernel` or `batch_stats/bn/mean`, after the
 `name_map` rules rewrite the file's names (`'regex=>replacement'`, applied
@@ -29,6 +36,7 @@ import numpy as np
 from jaxprune.errors import JaxpruneError
 
 FORMATS = ('a jaxprune workdir', '.npz', '.safetensors')
+NAMINGS = ('', 'timm_vit')  # `init_from_format`: ours (with a map) | timm's ViT.
 
 _ST_DTYPES = {'F64': np.float64, 'F32': np.float32, 'F16': np.float16,
               'I64': np.int64, 'I32': np.int32, 'I16': np.int16,
@@ -103,8 +111,26 @@ def _workdir_checkpoints(path: str) -> str:
                       f'{", ".join(FORMATS)}.')
 
 
-def read(path: str) -> dict[str, np.ndarray]:
-  """The named arrays of a source (module docstring), by flat name."""
+def read(path: str, naming: str = '', variables: Any = None
+         ) -> dict[str, np.ndarray]:
+  """The named arrays of a source (module docstring), by flat name.
+
+  Args:
+    path: a workdir, .npz or .safetensors file.
+    naming: '' (the file's names) or 'timm_vit' (`convert_timm_vit`, which
+      needs `variables`).
+    variables: our model's variables (for 'timm_vit').
+  """
+  if naming not in NAMINGS:
+    raise JaxpruneError(f'init_from_format={naming!r}; allowed: '
+                        f'{", ".join(repr(n) for n in NAMINGS)}.')
+  out = _read(path)
+  if naming == 'timm_vit':
+    out = convert_timm_vit(out, variables)
+  return out
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
   if not os.path.exists(path):
     raise JaxpruneError(f'init_from={path!r} does not exist (only local '
                         'files are read).')
@@ -197,3 +223,85 @@ def load_into(variables: Any, source: dict[str, np.ndarray],
         '', len(left), ', '.join(left[:8]), ', ...' if len(left) > 8 else '',
         f'; shape mismatches: {", ".join(misfit[:4])}' if misfit else '')
   return jax.tree_util.tree_unflatten(treedef, out), loaded, left
+
+
+def convert_timm_vit(source: dict[str, np.ndarray],
+                     variables: Any) -> dict[str, np.ndarray]:
+  """timm ViT arrays renamed (and reshaped) to `jaxprune.models.vit` ones.
+
+  Args:
+    source: timm names -> arrays (PyTorch layouts).
+    variables: our model's variables (for the head count H and Dh).
+
+  Returns:
+    Our flat names -> arrays in our layouts; names timm has and we do not
+    (e.g. `fc_norm`) are kept under their timm names (they match nothing).
+  """
+  params = variables['params']
+  out, blocks = {}, {}
+  for name, arr in source.items():
+    arr = np.asarray(arr)
+    parts = name.split('.')
+    if parts[0] == 'blocks' and len(parts) > 2 and parts[1].isdigit():
+      blocks.setdefault(int(parts[1]), {})['.'.join(parts[2:])] = arr
+      continue
+    leaf = {'weight': 'kernel', 'bias': 'bias'}.get(parts[-1], parts[-1])
+    if name in ('cls_token', 'pos_embed'):
+      out[f'params/{name}'] = arr
+    elif name.startswith('patch_embed.proj.'):
+      # A conv (_fit converts it); its bias only with a kernel that fits
+      # (a 16x16 embedding is not a 4x4 one, whatever the bias shape).
+      ours = params.get('patch_embed', {}).get('kernel')
+      kernel = source.get('patch_embed.proj.weight')
+      if ours is not None and kernel is not None and _fit(
+          np.asarray(kernel), tuple(np.shape(ours))) is not None:
+        out[f'params/patch_embed/{leaf}'] = arr
+      else:
+        out[name] = arr
+    elif name.startswith('norm.'):
+      out[f'params/norm/{"scale" if leaf == "kernel" else "bias"}'] = arr
+    elif name.startswith('head.'):
+      out[f'params/head/{leaf}'] = arr
+    else:
+      out[name] = arr
+  for i, b in blocks.items():
+    pre = f'params/block{i}'
+    q = params.get(f'block{i}', {}).get('attn', {}).get('query', {}).get(
+        'kernel')
+    heads, dh = (np.shape(q)[1:] if q is not None else (None, None))
+    for ln, ours in (('norm1', 'ln1'), ('norm2', 'ln2')):
+      if f'{ln}.weight' in b:
+        out[f'{pre}/{ours}/scale'] = b.pop(f'{ln}.weight')
+      if f'{ln}.bias' in b:
+        out[f'{pre}/{ours}/bias'] = b.pop(f'{ln}.bias')
+    for fc in ('fc1', 'fc2'):
+      if f'mlp.{fc}.weight' in b:
+        out[f'{pre}/{fc}/kernel'] = b.pop(f'mlp.{fc}.weight').T
+      if f'mlp.{fc}.bias' in b:
+        out[f'{pre}/{fc}/bias'] = b.pop(f'mlp.{fc}.bias')
+    if heads is not None and 'attn.qkv.weight' in b:
+      w = b.pop('attn.qkv.weight')  # [3 H Dh, D]
+      d = w.shape[1]
+      if w.shape[0] == 3 * heads * dh:
+        for j, part in enumerate(('query', 'key', 'value')):
+          out[f'{pre}/attn/{part}/kernel'] = w[j * heads * dh:(j + 1) * heads *
+                                               dh].T.reshape(d, heads, dh)
+        bias = b.pop('attn.qkv.bias', None)
+        if bias is not None:
+          for j, part in enumerate(('query', 'key', 'value')):
+            out[f'{pre}/attn/{part}/bias'] = bias[j * heads * dh:(j + 1) *
+                                                  heads * dh].reshape(heads,
+                                                                      dh)
+      else:
+        b['attn.qkv.weight'] = w
+    if heads is not None and 'attn.proj.weight' in b:
+      w = b.pop('attn.proj.weight')  # [D, H Dh]
+      if w.shape[1] == heads * dh:
+        out[f'{pre}/attn/out/kernel'] = w.T.reshape(heads, dh, w.shape[0])
+      else:
+        b['attn.proj.weight'] = w
+    if 'attn.proj.bias' in b:
+      out[f'{pre}/attn/out/bias'] = b.pop('attn.proj.bias')
+    for rest, arr in b.items():  # Unknown or misfit: kept, matching nothing.
+      out[f'blocks.{i}.{rest}'] = arr
+  return out

@@ -493,3 +493,56 @@ def test_cifar_config_runs_under_mock_data(name, tmp_path, compile_cache):
   r = results_of(wd)
   target = r['dense_macs'] * (1 - r['config'][name]['target_reduction'])
   assert 0.99 * target <= r['pruned_macs'] <= target
+
+
+def test_init_from_timm_vit_loads_blocks_norms_and_cls_token(tmp_path):
+  """Seed 003's start: timm's ViT-S/16 names and shapes; the blocks, norms
+  and cls token load, the 16x16 patch embedding, the 197-token position
+  table and the 1000-way head stay at init."""
+  from jaxprune import models  # pylint: disable=g-import-not-at-top
+  d, h, m, depth = 32, 2, 64, 2
+  model = models.create('vit_small', 10, hidden_size=d, depth=depth,
+                        num_heads=h, mlp_dim=m, layer_norm_eps=1e-5)
+  v = jax.device_get(model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3))))
+  r = lambda *s: RNG.normal(size=s).astype(np.float32)
+  timm = {'cls_token': r(1, 1, d), 'pos_embed': r(1, 197, d),
+          'patch_embed.proj.weight': r(d, 3, 16, 16),
+          'patch_embed.proj.bias': r(d), 'norm.weight': r(d),
+          'norm.bias': r(d), 'head.weight': r(1000, d), 'head.bias': r(1000)}
+  for i in range(depth):
+    p = f'blocks.{i}.'
+    timm.update({p + 'norm1.weight': r(d), p + 'norm1.bias': r(d),
+                 p + 'norm2.weight': r(d), p + 'norm2.bias': r(d),
+                 p + 'attn.qkv.weight': r(3 * d, d),
+                 p + 'attn.qkv.bias': r(3 * d),
+                 p + 'attn.proj.weight': r(d, d), p + 'attn.proj.bias': r(d),
+                 p + 'mlp.fc1.weight': r(m, d), p + 'mlp.fc1.bias': r(m),
+                 p + 'mlp.fc2.weight': r(d, m), p + 'mlp.fc2.bias': r(d)})
+  path = str(tmp_path / 'vit_small_patch16_224.safetensors')
+  pretrained.write_safetensors(path, timm)
+  got, loaded, left = pretrained.load_into(
+      v, pretrained.read(path, 'timm_vit', v))
+  assert sorted(left) == ['params/head/bias', 'params/head/kernel',
+                          'params/patch_embed/bias',
+                          'params/patch_embed/kernel', 'params/pos_embed']
+  assert len(loaded) == 3 + depth * 16  # cls, norm x2; 16 per block.
+  gp = got['params']
+  # The fused qkv: rows [0, d) are q, [d, 2d) k; head j owns Dh rows.
+  dh = d // h
+  np.testing.assert_array_equal(gp['block1']['attn']['key']['kernel'][:, 1],
+                                timm['blocks.1.attn.qkv.weight'][
+                                    d + dh:d + 2 * dh].T)
+  np.testing.assert_array_equal(gp['block0']['attn']['out']['kernel'][1],
+                                timm['blocks.0.attn.proj.weight'][:, dh:].T)
+  np.testing.assert_array_equal(gp['block0']['fc1']['kernel'],
+                                timm['blocks.0.mlp.fc1.weight'].T)
+  np.testing.assert_array_equal(gp['norm']['scale'], timm['norm.weight'])
+  np.testing.assert_array_equal(gp['head']['kernel'], v['params']['head'][
+      'kernel'])
+  # The converted weights compute what the timm layout means: q = x W^T.
+  x = RNG.normal(size=(d,)).astype(np.float32)
+  q = np.einsum('d,dhk->hk', x, gp['block0']['attn']['query']['kernel'])
+  np.testing.assert_allclose(q.ravel(), timm['blocks.0.attn.qkv.weight'][
+      :d] @ x, rtol=1e-5, atol=1e-5)
+  with pytest.raises(JaxpruneError, match="init_from_format='hf'"):
+    pretrained.read(path, 'hf', v)

@@ -16,6 +16,14 @@ evaluation. Unlike the public reference code (whose gate leaves lambda
 near 1e-11, and which trains dense and discards the weights), the
 regulariser here is on.
 
+Init: the expected numbers below assume seed 003's start, timm's
+ImageNet-1K `vit_small_patch16_224` weights copied where shapes match
+(blocks, norms, cls token; the 4x4 patch embedding, position table and
+head stay random), which every state rewinds to. Pass them with
+`--config.init_from=<vit_small_patch16_224.safetensors>
+--config.init_from_format=timm_vit`; without, the run starts from random
+init and will not reach those numbers. LayerNorm eps is 1e-5 (PyTorch's).
+
 Runtime: 160-227 GPU-minutes per state, about 50 hours per row on seed
 003's GPU. Not run here (no GPU). Expected (seed 003, test accuracy at the
 best validation epoch):

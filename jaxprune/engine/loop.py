@@ -98,12 +98,11 @@ class _Run:
                  f'{self.dense_counts.macs:,}', config.method,
                  self.method.num_phases, config.num_epochs)
     if config.init_from:  # A bad source stops before anything is written.
-      v = self.init_fn(jax.random.key(config.seed))
+      v = jax.device_get(self.init_fn(jax.random.key(config.seed)))
+      v = {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
       self._pretrained, _, _ = pretrained.load_into(
-          jax.device_get({'params': v['params'],
-                          'batch_stats': v.get('batch_stats', {})}),
-          pretrained.read(config.init_from), tuple(config.init_from_map),
-          log=logging.info)
+          v, pretrained.read(config.init_from, config.init_from_format, v),
+          tuple(config.init_from_map), log=logging.info)
     os.makedirs(workdir, exist_ok=True)
     checkpoint.write_meta(workdir, su.meta)
     self.writer = writers.MetricWriter(workdir)

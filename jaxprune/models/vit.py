@@ -45,12 +45,14 @@ class Block(nn.Module):
   head_dim: int
   mlp_dim: int
   dtype: Any = jnp.float32
+  layer_norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x):
-    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='ln1')(x)
+    eps = self.layer_norm_eps
+    y = nn.LayerNorm(epsilon=eps, dtype=self.dtype, name='ln1')(x)
     x = x + Attention(self.heads, self.head_dim, self.dtype, name='attn')(y)
-    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='ln2')(x)
+    y = nn.LayerNorm(epsilon=eps, dtype=self.dtype, name='ln2')(x)
     y = nn.Dense(self.mlp_dim, kernel_init=_init, dtype=self.dtype, name='fc1')(y)
     y = nn.gelu(y, approximate=False)
     y = nn.Dense(x.shape[-1], kernel_init=_init, dtype=self.dtype, name='fc2')(y)
@@ -70,6 +72,11 @@ class ViT(nn.Module):
     head_dim: per-head width Dh (default hidden_size // heads of block 0).
     mlp_dim: MLP hidden width; an int, or one int per block.
     dtype: compute dtype (parameters stay float32).
+    layer_norm_eps: LayerNorm epsilon (1e-6 as big_vision; PyTorch and
+      timm use 1e-5).
+
+  The classifier head, like every other kernel, is initialised
+  trunc-normal(0.02).
   """
   num_classes: int = 10
   patch_size: int = 4
@@ -80,6 +87,7 @@ class ViT(nn.Module):
   head_dim: int | None = None
   mlp_dim: Any = 1536
   dtype: Any = jnp.float32
+  layer_norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -104,7 +112,9 @@ class ViT(nn.Module):
                                           ).astype(self.dtype), x], axis=1)
     x = x + pos.astype(self.dtype)
     for i in range(self.depth):
-      x = Block(heads[i], head_dim, mlps[i], self.dtype, name=f'block{i}')(x)
-    x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='norm')(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype,
+      x = Block(heads[i], head_dim, mlps[i], self.dtype, self.layer_norm_eps,
+                name=f'block{i}')(x)
+    x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
+                     name='norm')(x)
+    return nn.Dense(self.num_classes, kernel_init=_init, dtype=self.dtype,
                     name='head')(x[:, 0]).astype(jnp.float32)
