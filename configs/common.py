@@ -36,6 +36,18 @@ def nvidia_imagenet_recipe(c: ml_collections.ConfigDict) -> None:
   c.data_threads = 32  # JPEG decoding is the host bottleneck.
 
 
+def chex_command(c: ml_collections.ConfigDict, method: str = 'reprune'
+                 ) -> None:
+  """Where CHEX's published ImageNet command differs from the NVIDIA recipe
+  (the command REPrune's seed rows follow): fan-in Kaiming init, mixup 0.2,
+  an initial channel ratio delta0 = 0.3 and no zero-init of each block's
+  last BN."""
+  c.model_overrides.conv_init = 'fan_in'  # CHEX's command (NVIDIA: fan-out).
+  c.model_overrides.zero_init_residual = False  # CHEX's command ships none.
+  c.mixup = 0.2  # CHEX's command.
+  c[method].delta0 = 0.3  # CHEX's initial channel ratio.
+
+
 def cifar_resnet_recipe(c: ml_collections.ConfigDict) -> None:
   """REPrune's CIFAR-10 ResNet-56 recipe (the REPrune paper, section 4)."""
   c.dataset = 'cifar10'  # 50k train / 10k test.

@@ -42,6 +42,7 @@ def base() -> ml_collections.ConfigDict:
   c.lr_milestones = ()  # Epochs at which multistep multiplies by lr_gamma.
   c.lr_gamma = 0.1  # Multistep factor.
   c.label_smoothing = 0.0  # Cross-entropy label smoothing.
+  c.mixup = 0.0  # Mixup alpha (a lambda ~ Beta(alpha, alpha) per batch); 0: off.
   c.half_precision = False  # bf16 compute, float32 params and loss.
   c.checkpoint_every_epochs = 1  # Save a checkpoint every N epochs.
   c.keep_checkpoints = 2  # Checkpoints kept on disk.
@@ -83,6 +84,7 @@ _RANGES = (
     ('warmup_epochs', lambda v: v >= 0, 'a number >= 0'),
     ('weight_decay', lambda v: v >= 0, 'a number >= 0'),
     ('label_smoothing', lambda v: 0 <= v < 1, '0 <= value < 1'),
+    ('mixup', lambda v: v >= 0, 'a number >= 0 (0: off)'),
     ('momentum', lambda v: 0 <= v < 1, '0 <= value < 1'),
     ('data_threads', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1'),
 )

@@ -546,3 +546,50 @@ def test_init_from_timm_vit_loads_blocks_norms_and_cls_token(tmp_path):
       :d] @ x, rtol=1e-5, atol=1e-5)
   with pytest.raises(JaxpruneError, match="init_from_format='hf'"):
     pretrained.read(path, 'hf', v)
+
+
+# -- the CHEX command's options: mixup and the conv init ---------------------
+
+
+def test_mixup_mixes_inputs_and_loss():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from jaxprune import tasks  # pylint: disable=g-import-not-at-top
+  from jaxprune.tasks import classification  # pylint: disable=g-import-not-at-top
+  del tasks
+  c = ml_collections.ConfigDict({'dataset': 'digits', 'label_smoothing': 0.0,
+                                 'mixup': 0.2})
+  task = classification.Classification(c)
+  x = jnp.asarray(RNG.normal(size=(4, 8, 8, 1)), jnp.float32)
+  batch = {'label': jnp.array([0, 1, 2, 3])}
+  mx, mb = task.mix(x, batch, jax.random.key(3))
+  lam = float(mb['mix_lambda'])
+  assert 0 <= lam <= 1
+  np.testing.assert_allclose(mx, lam * x + (1 - lam) * jnp.roll(x, 1, 0),
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(mb['mix_label'], [3, 0, 1, 2])
+  logits = jnp.asarray(RNG.normal(size=(4, 10)), jnp.float32)
+  ce = lambda y: float(classification.cross_entropy(logits, y, 10, 0.0))
+  assert float(task.loss(logits, mb)) == pytest.approx(
+      lam * ce(batch['label']) + (1 - lam) * ce(mb['mix_label']), rel=1e-5)
+  # Evaluation ignores the mixing; alpha 0 mixes nothing.
+  assert float(task.loss(logits, mb, train=False)) == pytest.approx(
+      ce(batch['label']), rel=1e-6)
+  c.mixup = 0.0
+  same, b2 = task.mix(x, batch, jax.random.key(3))
+  assert same is x and b2 is batch
+
+
+def test_conv_init_fan_in_and_fan_out():
+  from jaxprune.models import layers  # pylint: disable=g-import-not-at-top
+  shape = (3, 3, 256, 32)  # fan_in 2304, fan_out 288.
+  for mode, fan in (('fan_in', 2304), ('fan_out', 288)):
+    w = layers.conv_init_of(mode)(jax.random.key(0), shape)
+    assert float(jnp.std(w)) == pytest.approx(np.sqrt(2 / fan), rel=0.05)
+  with pytest.raises(JaxpruneError, match="conv_init='fan'; allowed: "
+                     'fan_out, fan_in'):
+    layers.conv_init_of('fan')
+  from jaxprune import models  # pylint: disable=g-import-not-at-top
+  m = models.create('resnet18', 10, conv_init='fan_in')
+  v = jax.eval_shape(lambda: m.init(jax.random.key(0),
+                                    jnp.ones((1, 32, 32, 3))))
+  assert v['params']['conv1']['kernel'].shape == (7, 7, 3, 64)

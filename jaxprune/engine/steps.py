@@ -59,6 +59,7 @@ def train_step(state: TrainState, batch, rng, *, model, tx, task, config,
   """
   x = task.inputs(batch, compute_dtype(config))
   rng = jax.random.fold_in(rng, state.step)
+  x, batch = task.mix(x, batch, jax.random.fold_in(rng, 1))
 
   def loss_fn(params):
     if forward is not None:

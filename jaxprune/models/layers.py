@@ -7,18 +7,29 @@ import jax.numpy as jnp
 
 from jaxprune.errors import JaxpruneError
 
-# torchvision initialises convs with kaiming_normal_(mode='fan_out', relu).
+# torchvision initialises convs with kaiming_normal_(mode='fan_out', relu);
+# CHEX's published ImageNet command uses fan-in (`conv_init='fan_in'`).
+CONV_INITS = ('fan_out', 'fan_in')
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def conv_init_of(mode: str):
+  """Kaiming-normal (ReLU gain) conv init over fan-out or fan-in."""
+  if mode not in CONV_INITS:
+    raise JaxpruneError(f'conv_init={mode!r}; allowed: '
+                        f'{", ".join(CONV_INITS)}.')
+  return nn.initializers.variance_scaling(2.0, mode, 'normal')
 
 
 def conv(features: int, kernel: int, stride: int = 1, groups: int = 1,
          name: str | None = None, dtype: Any = jnp.float32,
-         use_bias: bool = False) -> nn.Conv:
-  """A square conv with PyTorch's symmetric padding of kernel // 2."""
+         use_bias: bool = False, init: str = 'fan_out') -> nn.Conv:
+  """A square conv with PyTorch's symmetric padding of kernel // 2 and
+  Kaiming-normal init over `init` ('fan_out' or 'fan_in')."""
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((pad, pad), (pad, pad)), feature_group_count=groups,
-                 use_bias=use_bias, kernel_init=conv_init, dtype=dtype,
+                 use_bias=use_bias, kernel_init=conv_init_of(init), dtype=dtype,
                  name=name)
 
 

@@ -29,13 +29,16 @@ class BasicBlock(nn.Module):
   zero_init_residual: bool = False
   cifar_stem: bool = False
   dtype: Any = jnp.float32
+  conv_init: str = 'fan_out'
   expansion = 1
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    y = layers.conv(self.widths[0], 3, self.stride, name='conv1', dtype=self.dtype)(x)
+    y = layers.conv(self.widths[0], 3, self.stride, name='conv1', dtype=self.dtype,
+                    init=self.conv_init)(x)
     y = nn.relu(layers.batch_norm(train, 'bn1', self.dtype)(y))
-    y = layers.conv(self.out_width, 3, name='conv2', dtype=self.dtype)(y)
+    y = layers.conv(self.out_width, 3, name='conv2', dtype=self.dtype,
+                    init=self.conv_init)(y)
     y = layers.batch_norm(train, 'bn2', self.dtype, self.zero_init_residual)(y)
     return nn.relu(y + _shortcut(self, x, train))
 
@@ -48,15 +51,19 @@ class Bottleneck(nn.Module):
   zero_init_residual: bool = False
   cifar_stem: bool = False
   dtype: Any = jnp.float32
+  conv_init: str = 'fan_out'
   expansion = 4
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    y = layers.conv(self.widths[0], 1, name='conv1', dtype=self.dtype)(x)
+    y = layers.conv(self.widths[0], 1, name='conv1', dtype=self.dtype,
+                    init=self.conv_init)(x)
     y = nn.relu(layers.batch_norm(train, 'bn1', self.dtype)(y))
-    y = layers.conv(self.widths[1], 3, self.stride, name='conv2', dtype=self.dtype)(y)
+    y = layers.conv(self.widths[1], 3, self.stride, name='conv2', dtype=self.dtype,
+                    init=self.conv_init)(y)
     y = nn.relu(layers.batch_norm(train, 'bn2', self.dtype)(y))
-    y = layers.conv(self.out_width, 1, name='conv3', dtype=self.dtype)(y)
+    y = layers.conv(self.out_width, 1, name='conv3', dtype=self.dtype,
+                    init=self.conv_init)(y)
     y = layers.batch_norm(train, 'bn3', self.dtype, self.zero_init_residual)(y)
     return nn.relu(y + _shortcut(self, x, train))
 
@@ -66,7 +73,7 @@ def _shortcut(block, x, train):
   if block.stride == 1 and x.shape[-1] == block.out_width:
     return x
   x = layers.conv(block.out_width, 1, block.stride, name='downsample_conv',
-                  dtype=block.dtype)(x)
+                  dtype=block.dtype, init=block.conv_init)(x)
   return layers.batch_norm(train, 'downsample_bn', block.dtype)(x)
 
 
@@ -83,6 +90,7 @@ class ResNet(nn.Module):
     block_widths: per block, a tuple of its internal widths (one for
       BasicBlock, two for Bottleneck); None means the torchvision default.
     zero_init_residual: zero-initialise each block's last BN scale.
+    conv_init: 'fan_out' (torchvision) or 'fan_in' Kaiming-normal convs.
     cifar_stem: a 3x3/1 stem and no max-pool, for 32x32 inputs (the
       CIFAR ResNet-18 of the lottery-ticket literature).
     dtype: compute dtype (parameters stay float32).
@@ -96,6 +104,7 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
   cifar_stem: bool = False
   dtype: Any = jnp.float32
+  conv_init: str = 'fan_out'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -107,7 +116,8 @@ class ResNet(nn.Module):
                                     'block_widths')
     x = x.astype(self.dtype)
     k, s = (3, 1) if self.cifar_stem else (7, 2)
-    x = layers.conv(self.stem_width, k, s, name='conv1', dtype=self.dtype)(x)
+    x = layers.conv(self.stem_width, k, s, name='conv1', dtype=self.dtype,
+                    init=self.conv_init)(x)
     x = nn.relu(layers.batch_norm(train, 'bn1', self.dtype)(x))
     if not self.cifar_stem:
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
@@ -118,7 +128,8 @@ class ResNet(nn.Module):
         x = self.block(tuple(widths), stage_widths[s],
                        stride=2 if (s > 0 and b == 0) else 1,
                        zero_init_residual=self.zero_init_residual,
-                       dtype=self.dtype, name=f'layer{s + 1}_{b}')(x, train)
+                       dtype=self.dtype, conv_init=self.conv_init,
+                       name=f'layer{s + 1}_{b}')(x, train)
         i += 1
     x = jnp.mean(x, axis=(1, 2))
     return layers.dense(self.num_classes, 'fc', self.dtype)(x).astype(jnp.float32)

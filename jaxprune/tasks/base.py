@@ -64,6 +64,13 @@ class Task:
     """Scalar loss; `train=False` drops training-only terms (smoothing)."""
     raise NotImplementedError
 
+  def mix(self, x: jax.Array, batch: dict[str, Any], rng: jax.Array
+          ) -> tuple[jax.Array, dict[str, Any]]:
+    """Training-time input mixing (e.g. mixup) of one batch, before the
+    forward pass; the loss sees the returned batch. Default: none."""
+    del rng
+    return x, batch
+
   def train_metrics(self, outputs, batch) -> dict[str, jax.Array]:
     """Per-step sums logged with the loss (e.g. correct predictions)."""
     del outputs, batch

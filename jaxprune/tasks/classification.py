@@ -54,8 +54,26 @@ class Classification(base.Task):
     return data.normalize(batch['image'], self.spec, dtype)
 
   def loss(self, outputs, batch, train=True):
-    return cross_entropy(outputs, batch['label'], self.spec.num_classes,
-                         self.config.label_smoothing if train else 0.0)
+    smooth = self.config.label_smoothing if train else 0.0
+    ce = cross_entropy(outputs, batch['label'], self.spec.num_classes, smooth)
+    if train and 'mix_label' in batch:  # Mixup: lam CE(y) + (1 - lam) CE(y').
+      lam = batch['mix_lambda']
+      ce = lam * ce + (1 - lam) * cross_entropy(
+          outputs, batch['mix_label'], self.spec.num_classes, smooth)
+    return ce
+
+  def mix(self, x, batch, rng):
+    """Mixup (Zhang et al., ICLR 2018) with `config.mixup` = alpha: one
+    lambda ~ Beta(alpha, alpha) per batch, each image mixed with the batch
+    rolled by one, the loss mixed alike. alpha 0: off."""
+    alpha = float(self.config.get('mixup', 0.0))
+    if not alpha:
+      return x, batch
+    lam = jax.random.beta(rng, alpha, alpha).astype(jnp.float32)
+    mixed = lam * x.astype(jnp.float32) + (1 - lam) * jnp.roll(
+        x, 1, axis=0).astype(jnp.float32)
+    return mixed.astype(x.dtype), dict(batch, mix_label=jnp.roll(
+        batch['label'], 1, axis=0), mix_lambda=lam)
 
   def train_metrics(self, outputs, batch):
     return {'correct': jnp.sum(jnp.argmax(outputs, -1) == batch['label'])}
