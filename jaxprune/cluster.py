@@ -345,13 +345,6 @@ def _cut_one(z, h):
   return (jnp.cumsum(is_first) - 1)[first[top]].astype(jnp.int32)
 
 
-def height_of_merge(z: jax.Array, m: int) -> jax.Array:
-  """Height of the m-th merge (1-based) of each matrix; -inf for m = 0."""
-  if m <= 0:
-    return jnp.full(z.shape[:-2], -jnp.inf, z.dtype)
-  return z[..., m - 1, 2]
-
-
 def scipy_reference(points: np.ndarray, method: str) -> np.ndarray:
   """scipy's linkage of one `[n, d]` point set (for tests and benchmarks)."""
   from scipy.cluster import hierarchy  # pylint: disable=g-import-not-at-top

@@ -39,7 +39,7 @@ def test_matches_scipy(n, d, method, seed):
 
 
 @pytest.mark.parametrize('method', cluster.METHODS)
-@pytest.mark.parametrize('n,d', [(2, 1), (2, 3), (64, 9), (100, 1)])
+@pytest.mark.parametrize('n,d', [(2, 1), (2, 3), (16, 2), (64, 9), (100, 1)])
 def test_shapes(method, n, d):
   rng = np.random.default_rng(n * d)
   check(rng.normal(size=(2, n, d)), method)
@@ -93,3 +93,36 @@ def test_float64_matches_scipy_to_rounding_on_wide_sets(method, d):
     ref = hierarchy.linkage(points[b], method)
     np.testing.assert_array_equal(z[b][:, [0, 1, 3]], ref[:, [0, 1, 3]])
     np.testing.assert_allclose(z[b][:, 2], ref[:, 2], rtol=1e-12)
+
+
+@pytest.mark.parametrize('method', cluster.METHODS)
+def test_long_nearest_neighbour_chain(method):
+  """Points closing in geometrically on 0: the chain grows to every point
+  before the first merge (2-D, so the general chain runs, not the 1-D
+  path)."""
+  x = np.stack([-(0.5 ** np.arange(12)), np.zeros(12)], 1)
+  check(x[None], method)
+
+
+@pytest.mark.parametrize('method', cluster.METHODS)
+def test_tied_distances_in_two_dimensions(method):
+  """A unit square, a duplicate and a far pair: ties everywhere. Heights
+  and the partition at every height match scipy's, whichever tie wins."""
+  x = np.array([[0., 0.], [1., 0.], [0., 1.], [1., 1.], [1., 1.],
+                [6., 0.], [6., 2.]])
+  z = np.asarray(cluster.linkage(jnp.asarray(x[None], jnp.float32),
+                                 method))[0]
+  ref = hierarchy.linkage(x, method)
+  np.testing.assert_allclose(np.sort(z[:, 2]), np.sort(ref[:, 2]), rtol=1e-6)
+  for h in np.unique(ref[:, 2]):
+    assert same_partition(cluster.cut(z, h + 1e-6), hierarchy.fcluster(
+        ref, h + 1e-6, 'distance'))
+
+
+def test_cut_labels_are_numbered_by_first_point():
+  z = np.asarray(cluster.linkage(jnp.array([[0.0], [10.0], [1.0], [11.0],
+                                            [30.0]]), 'single'))
+  np.testing.assert_array_equal(cluster.cut(z, 100.0), [0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(cluster.cut(z, 1.0), [0, 1, 0, 1, 2])
+  np.testing.assert_array_equal(cluster.cut(z, 0.5), [0, 1, 2, 3, 4])
+  np.testing.assert_array_equal(cluster.cut(z, 9.5), [0, 0, 0, 0, 1])

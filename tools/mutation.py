@@ -50,7 +50,9 @@ TARGETS = {
     # the whole file kills.
     'cluster': Target('jaxprune.cluster', None, tuple(
         f'tests/test_cluster.py::{t}' for t in (
-            'test_hand_computed_ward', 'test_duplicate_points',
+            'test_hand_computed_ward', 'test_cut_labels_are_numbered_by_first_point',
+            'test_duplicate_points', 'test_tied_distances_in_two_dimensions',
+            'test_long_nearest_neighbour_chain',
             'test_bad_method', 'test_single_point_and_leading_dims',
             'test_shapes',
             'test_float64_matches_scipy_to_rounding_on_wide_sets'))),
