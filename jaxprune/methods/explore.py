@@ -335,7 +335,7 @@ class ExploreLoop(base.Method):
             'seconds': time.time() - t0}
     info.update(rates)
     self.log('%s event at epoch %d (%s allocation): s=%.4f, %s MACs '
-             '(%.2f%% removed), %d channels changed, %.1fs.', self.name,
-             epoch, alloc, s, f'{macs:,}', 100 * info['flops_reduction'],
+             '(%.2f%% removed), %d channels changed, %.1fs.',
+             type(self).__name__, epoch, alloc, s, f'{macs:,}', 100 * info['flops_reduction'],
              info['changed'], info['seconds'])
     return params, opt_state, info
