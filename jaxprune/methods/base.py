@@ -35,6 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxprune import optax as optax_lib
 from jaxprune import registry, structure
 from jaxprune.errors import check_choice
 
@@ -271,6 +272,25 @@ class Method:
     out['params'] = g.num_params(channels)
     out['macs'] = int(g.macs(channels))
     return out
+
+
+class MasksInOptState:
+  """Mixin of one-phase methods whose channel masks live in the masked
+  optimizer state's aux (`aux['channels']`): slimming reads them there."""
+
+  def current_masks(self, opt_state) -> dict[str, np.ndarray]:
+    """The channel masks in the optimizer state."""
+    aux = optax_lib.find_state(opt_state).aux
+    return {k: np.asarray(jax.device_get(v)) for k, v in
+            aux['channels'].items()}
+
+  def channel_masks(self, k, plan, opt_state):
+    del k, plan
+    return self.current_masks(opt_state)
+
+  def describe(self, plan):
+    del plan
+    return {}
 
 
 # ---------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def epochwise_fields() -> ml_collections.ConfigDict:
 _apply = jax.jit(masks_lib.apply)
 
 
-class EpochMasks(base.Method):
+class EpochMasks(base.MasksInOptState, base.Method):
   """Re-masks every `every_epochs` epochs by `criterion`; `mode` says
   whether pruned filters get gradients ('soft') or not ('hard')."""
 
@@ -83,17 +83,6 @@ class EpochMasks(base.Method):
     return optax_lib.masked(
         inner, masks=self.graph.param_masks(full)['params'], mode=self.mode,
         reapply='event', aux={'channels': full})
-
-  def current_masks(self, opt_state) -> dict[str, np.ndarray]:
-    aux = optax_lib.find_state(opt_state).aux
-    return {k: np.asarray(jax.device_get(v)) for k, v in
-            aux['channels'].items()}
-
-  def channel_masks(self, k, plan, opt_state):
-    return self.current_masks(opt_state)
-
-  def describe(self, plan):
-    return {}
 
   def _set_masks(self, params, opt_state, pm, channels):
     params = _apply(params, pm)  # Zeroed now: the next step may regrow.

@@ -136,7 +136,7 @@ def loop_defaults(delta0: float) -> ml_collections.ConfigDict:
   return r
 
 
-class ExploreLoop(base.Method):
+class ExploreLoop(base.MasksInOptState, base.Method):
   """Soft masks while training from scratch, with CHEX regrowth.
 
   One phase. Soft masks live in a `jaxprune.optax.masked(mode='soft',
@@ -220,18 +220,6 @@ class ExploreLoop(base.Method):
         inner, masks=pm, mode='soft', reapply='step',
         aux=lambda p: {'stash': p, 'channels': full, 'before': full,
                        'stats': stats})
-
-  def current_masks(self, opt_state) -> dict[str, np.ndarray]:
-    """The channel masks in the optimizer state."""
-    aux = optax_lib.find_state(opt_state).aux
-    return {k: np.asarray(jax.device_get(v)) for k, v in
-            aux['channels'].items()}
-
-  def channel_masks(self, k, plan, opt_state):
-    return self.current_masks(opt_state)
-
-  def describe(self, plan):
-    return {}
 
   def _restore(self, params, opt_state):
     """Live weights where kept, the stash (most recently used) elsewhere."""
