@@ -5,7 +5,8 @@ MACs on ResNet-20 / digits, 3 seeds, then `jaxprune.compare`.
 
 Runs dense (configs/default.py), reprune (configs/reprune/default_offline.py
 at 70%) and configs/<method>/default_offline.py for l1, sfp, fpgm, chex,
-cup and bn_slimming, seeds 0, 1, 2, one after the other (each run resumes
+cup and bn_slimming, and SFP with 5 fine-tuning epochs after 10
+(`sfp_ft`), seeds 0, 1, 2, one after the other (each run resumes
 or skips when its workdir is already complete), and writes
 `<out>/compare.md` and `<out>/pareto.png`. About 40 minutes on 2 CPU
 cores.
@@ -17,11 +18,16 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (run name, config, flags); the run name is the workdir's prefix and
+# the --methods choice.
 RUNS = [('none', 'configs/default.py', []),
         ('reprune', 'configs/reprune/default_offline.py',
          ['--config.reprune.target_reduction=0.7'])] + [
              (m, f'configs/{m}/default_offline.py', [])
-             for m in ('l1', 'sfp', 'fpgm', 'chex', 'cup', 'bn_slimming')]
+             for m in ('l1', 'sfp', 'fpgm', 'chex', 'cup', 'bn_slimming')] + [
+                 # SFP's "fine-tuned" variant, 10 + 5 epochs as the one-shots.
+                 ('sfp_ft', 'configs/sfp/default_offline.py',
+                  ['--config.num_epochs=10', '--config.sfp.finetune_epochs=5'])]
 
 
 def main():

@@ -9,8 +9,10 @@ overwritten by another. An unreadable newest checkpoint is skipped for an
 older one.
 """
 import contextlib
+import gc
 import glob
 import json
+import logging as logging_std
 import os
 import sys
 import tempfile
@@ -41,12 +43,16 @@ def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
 
 
 def check_workdir(workdir: str, meta: dict[str, Any],
-                  neutral: tuple[str, ...] = ()) -> None:
+                  neutral: tuple[str, ...] = (),
+                  defaults: dict[str, Any] | None = None) -> None:
   """Raises if `workdir` holds a run whose settings differ from `meta`.
 
   `meta` holds the whole config (`meta['config']`) and the run's identity
   (model, dataset, method, ...). Every field is compared except the
-  `neutral` ones (fields that cannot change results). Nothing is written.
+  `neutral` ones (fields that cannot change results). A field the stored
+  run lacks (added by a newer jaxprune) matches when it holds its value
+  in `defaults` (the base config, as a dict), which is the behaviour the
+  stored run had. Nothing is written.
   """
   path = _meta_path(workdir)
   if not os.path.exists(path):
@@ -73,8 +79,11 @@ def check_workdir(workdir: str, meta: dict[str, Any],
   else:  # The whole config (which holds the identity fields too).
     keys = sorted(k for k in set(a) | set(b) if k.startswith('config.'))
   missing = object()
+  base = _flat({'config': json.loads(json.dumps(defaults, default=str))}
+               ) if defaults is not None else {}
   diff = [(k, a.get(k, missing), b.get(k, missing)) for k in keys
-          if k not in skip and a.get(k, missing) != b.get(k, missing)]
+          if k not in skip and a.get(k, missing) != b.get(k, missing)
+          and not (k not in a and k in base and base[k] == b.get(k, missing))]
   if diff:
     show = lambda v: 'unset' if v is missing else repr(v)
     what = '; '.join(f'{k.removeprefix("config.")}: {show(x)} in the '
@@ -183,6 +192,27 @@ def _misfit(mgr: ocp.CheckpointManager, step: int, abstract: Any) -> str:
   return ''
 
 
+class _FailedReadFilter(logging_std.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' for orbax's
+  failed reads of a corrupt checkpoint: it is logged whenever the task is
+  garbage collected, possibly long after the restore that was reported in
+  one line."""
+
+  def filter(self, record):
+    if not record.getMessage().startswith('Task exception was never'):
+      return True
+    exc = record.exc_info[1] if record.exc_info else None
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+      if 'orbax' in tb.tb_frame.f_code.co_filename:
+        return False
+      tb = tb.tb_next
+    return True
+
+
+_FAILED_READS = _FailedReadFilter()
+
+
 @contextlib.contextmanager
 def _stderr_quiet():
   """Holds back what a failing restore's threads print to stderr (one
@@ -197,6 +227,8 @@ def _stderr_quiet():
       ok = True
     finally:
       if not ok:
+        logging_std.getLogger('asyncio').addFilter(_FAILED_READS)
+        gc.collect()  # Unretrieved failed reads report when collected.
         time.sleep(1.0)  # The failed reads' callbacks print late.
       sys.stderr.flush()
       os.dup2(saved, 2)

@@ -5,9 +5,12 @@
 
 reads each workdir's `results.json` and writes, in `--out`:
 
-* `compare.md`: per method (runs of one method, e.g. several seeds, are
-  pooled): runs, MACs, fewer-MACs %, params, top-1 (mean ± std over the
-  runs, population std), train time;
+* `compare.md`: per method (runs of one method and one setting, e.g.
+  several seeds, are pooled): runs, MACs, fewer-MACs %, params, top-1
+  (mean ± std over the runs, population std), train time. Runs of one
+  method whose configs differ in more than the seed (and the fields that
+  cannot change results) are separate rows, labelled by the fields that
+  differ, e.g. `sfp (sfp.finetune_epochs=5)`;
 * `pareto.png`: top-1 against MACs, one marker per method (error bars:
   the std), labelled axes.
 
@@ -27,6 +30,11 @@ from absl import flags
 import numpy as np
 
 from jaxprune.errors import JaxpruneError
+
+# Config fields that do not make two runs different settings.
+_SAME = ('seed', 'log_every_steps', 'eval_batch_size', 'data_threads',
+         'data_dir', 'checkpoint_every_epochs', 'keep_checkpoints',
+         'distributed', 'export', 'init_from')
 
 _WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'A run to compare '
                                       '(repeat the flag).')
@@ -59,7 +67,21 @@ def row_of(results: dict[str, Any], metric: str = 'top1') -> dict[str, Any]:
   return {'method': results.get('method', '?'), 'macs': int(macs),
           'dense_macs': int(results.get('dense_macs', macs)),
           'params': int(params), metric: float(acc), 'seconds': seconds,
-          'seed': results.get('config', {}).get('seed')}
+          'seed': results.get('config', {}).get('seed'),
+          'settings': _settings(results.get('config', {}))}
+
+
+def _settings(config: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """The flat config of a run, less the fields in `_SAME`."""
+  out = {}
+  for k, v in config.items():
+    if not prefix and k in _SAME:
+      continue
+    if isinstance(v, dict):
+      out.update(_settings(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = json.dumps(v, sort_keys=True, default=str)
+  return out
 
 
 def read(workdirs: list[str], metric: str = 'top1') -> list[dict[str, Any]]:
@@ -82,12 +104,16 @@ def read(workdirs: list[str], metric: str = 'top1') -> list[dict[str, Any]]:
 
 def pooled(rows: list[dict[str, Any]], metric: str = 'top1'
            ) -> list[dict[str, Any]]:
-  """Runs of one method pooled: mean and std of every number."""
+  """Runs of one method and setting pooled: mean and std of every number."""
   by = collections.OrderedDict()
   for r in rows:
-    by.setdefault(r['method'], []).append(r)
+    key = (r['method'], json.dumps(r.get('settings', {}), sort_keys=True))
+    by.setdefault(key, []).append(r)
   out = []
-  for method, rs in by.items():
+  for (method, _), rs in by.items():
+    method = _label(method, rs[0].get('settings', {}),
+                    [v[0].get('settings', {}) for (m, _), v in by.items()
+                     if m == method])
     stat = lambda k: (float(np.mean([r[k] for r in rs])),  # pylint: disable=cell-var-from-loop
                       float(np.std([r[k] for r in rs])))
     macs, dense = stat('macs'), rs[0]['dense_macs']
@@ -95,6 +121,19 @@ def pooled(rows: list[dict[str, Any]], metric: str = 'top1'
                 'fewer': 100 * (1 - macs[0] / dense), 'params': stat('params'),
                 metric: stat(metric), 'seconds': stat('seconds')})
   return out
+
+
+def _label(method: str, mine: dict[str, Any],
+           siblings: list[dict[str, Any]]) -> str:
+  """`method`, plus the fields (up to 3) that set this group apart from
+  the other groups of the same method."""
+  if len(siblings) < 2:
+    return method
+  keys = sorted(k for k in set().union(*siblings)
+                if len({s.get(k) for s in siblings}) > 1)
+  shown = [f'{k}={json.loads(mine[k]) if k in mine else "unset"}'
+           for k in keys[:3]] + (['...'] if len(keys) > 3 else [])
+  return f'{method} ({", ".join(shown)})'
 
 
 def table(groups: list[dict[str, Any]], metric: str = 'top1') -> str:

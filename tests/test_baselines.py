@@ -215,6 +215,40 @@ def test_final_event_zeroes_every_member():
   assert m.is_event(3) and not m.is_event(0) and m.is_event(1)
 
 
+@pytest.mark.parametrize('name', ['sfp', 'fpgm'])
+def test_finetune_phase_trains_the_final_masks_hard(name):
+  model, v, g = _net_graph()
+  assert _epochwise(name, g, v).num_phases == 1  # The papers' default.
+  with pytest.raises(Exception, match='finetune_epochs=-1'):
+    _epochwise(name, g, v, finetune_epochs=-1)
+  m = _epochwise(name, g, v, finetune_epochs=2)
+  assert m.num_phases == 2
+  params = v['params']
+  opt_state = m.wrap(optax.sgd(0.1)).init(params)
+  params, opt_state, _ = m.event(0, 3, params, opt_state, jax.random.key(0))
+  final = m.current_masks(opt_state)
+  # Phase 1's plan, read back from the zeroed weights, is the final cut.
+  plan = m.plan(1, {'params': params, 'batch_stats': v['batch_stats']}, None)
+  assert plan.channels.keys() == final.keys()
+  for grp in final:
+    np.testing.assert_array_equal(plan.channels[grp], final[grp])
+  assert m.channel_masks(1, plan, None) is plan.channels
+  assert m.describe(plan)['macs'] == g.macs(final)
+  ph = m.phase(1, plan)
+  assert (ph.start, ph.epochs, ph.mask_start, ph.masked_eval) == (
+      'trained', 2, True, True)
+  pm = jax.tree.map(jnp.asarray, plan.param_masks(g))
+  tx = ph.wrap(optax.sgd(0.1), pm)
+  x = jnp.asarray(RNG.normal(size=(4, 6, 6, 3)), jnp.float32)
+  grads = jax.grad(lambda p: jnp.mean(model.apply(
+      {'params': p, 'batch_stats': v['batch_stats']}, x) ** 2))(params)
+  state = tx.init(params)
+  u, _ = tx.update(grads, state, params)
+  after = optax.apply_updates(params, u)
+  for p, mk in zip(jax.tree.leaves(after), jax.tree.leaves(pm)):
+    assert np.all(np.where(np.broadcast_to(mk, p.shape), True, p == 0))
+
+
 # -- CHEX regrowth ----------------------------------------------------------
 
 
@@ -398,11 +432,13 @@ def test_init_from_npz_safetensors_and_partial(tmp_path):
 # -- compare -----------------------------------------------------------------
 
 
-def _result(tmp_path, name, method, top1, macs, seed, states=False):
+def _result(tmp_path, name, method, top1, macs, seed, states=False,
+            **config):
   wd = tmp_path / name
   wd.mkdir()
   r = {'method': method, 'dense_macs': 1000, 'dense_params': 100,
-       'complete': True, 'config': {'seed': seed}}
+       'complete': True, 'config': {'seed': seed, 'log_every_steps': seed,
+                                    **config}}
   if states:
     r.update(states=[{'seconds': 2.0, 'top1': 1.0}, {'seconds': 3.0,
                                                      'top1': 2.0}],
@@ -438,6 +474,16 @@ def test_compare_pools_seeds_and_writes_table_and_plot(tmp_path):
     compare.read([bad])
 
 
+def test_compare_splits_a_method_by_its_settings(tmp_path):
+  wds = [_result(tmp_path, f'{n}{s}', 'sfp', top1 + s, 300, s, states=True,
+                 sfp={'every_epochs': 1, 'finetune_epochs': ft})
+         for n, ft, top1 in (('a', 0, 50.0), ('b', 5, 90.0)) for s in (0, 2)]
+  groups = compare.pooled(compare.read(wds))
+  assert [(g['method'], g['runs'], g['top1']) for g in groups] == [
+      ('sfp (sfp.finetune_epochs=0)', 2, (51.0, 1.0)),
+      ('sfp (sfp.finetune_epochs=5)', 2, (91.0, 1.0))]
+
+
 # -- end to end ----------------------------------------------------------------
 
 
@@ -455,7 +501,8 @@ def test_each_baseline_end_to_end(name, tmp_path, data_dir):
                            '--config.bn_slimming.finetune_epochs=1'],
            'chex': ['--config.chex.until_epoch=1',
                     '--config.chex.every_epochs=1'],
-           'sfp': [], 'fpgm': []}[name]
+           # FPGM with its fine-tune phase, SFP without (both paths).
+           'sfp': [], 'fpgm': ['--config.fpgm.finetune_epochs=1']}[name]
   code, out = run_main(f'--config={TINY}', f'--workdir={wd}',
                        f'--config.data_dir={data_dir}',
                        f'--config.method={name}', '--config.num_epochs=2',

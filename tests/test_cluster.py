@@ -119,6 +119,24 @@ def test_tied_distances_in_two_dimensions(method):
         ref, h + 1e-6, 'distance'))
 
 
+@pytest.mark.parametrize('method', ['ward', 'complete', 'average'])
+@pytest.mark.parametrize('x', [
+    # Chain 0 -> 3 -> 2, where 2 is as near to 1 as to 3 (the previous
+    # element): the chain must merge (2, 3), as scipy's does.
+    [[3., 0.], [0., 1.], [0., 0.], [1., 0.]],
+    # Chain 0 -> 2, where 2's nearest is 1 (not the previous element 0).
+    [[0., 0.], [3., 0.], [2., 0.], [9., 5.]],
+])
+def test_chain_prefers_the_previous_element_on_ties_as_scipy(method, x):
+  """With exactly tied distances the NN chain merges with the previous
+  chain element (else the nearest, lowest index first), as scipy's
+  nn_chain: the whole linkage matrix equals scipy's, row by row."""
+  x = np.asarray(x)
+  z = np.asarray(cluster.linkage(jnp.asarray(x[None], jnp.float32),
+                                 method))[0]
+  np.testing.assert_allclose(z, hierarchy.linkage(x, method), rtol=1e-6)
+
+
 def test_cut_labels_are_numbered_by_first_point():
   z = np.asarray(cluster.linkage(jnp.array([[0.0], [10.0], [1.0], [11.0],
                                             [30.0]]), 'single'))

@@ -328,3 +328,25 @@ def test_offline_dataset_build_is_quiet(tmp_path, capfd):
   offline.prepare('sklearn_digits', str(tmp_path))  # Built: a no-op.
   out, err = capfd.readouterr()
   assert 'Building' not in out + err
+
+
+def test_a_field_added_later_matches_only_at_its_default(tmp_path):
+  # A run stored by an older jaxprune lacks a field a newer one added: it
+  # resumes when the field holds its default (the old behaviour) and is
+  # refused, naming the field, when the field is set to anything else.
+  wd = str(tmp_path)
+  defaults = {'seed': 0, 'sfp': {'every_epochs': 1, 'finetune_epochs': 0}}
+  old = {'model': 'm', 'config': {'seed': 0, 'sfp': {'every_epochs': 1}}}
+  checkpoint.write_meta(wd, old)
+  now = lambda ft: {'model': 'm', 'config': {
+      'seed': 0, 'sfp': {'every_epochs': 1, 'finetune_epochs': ft}}}
+  checkpoint.check_workdir(wd, now(0), defaults=defaults)
+  with pytest.raises(checkpoint.JaxpruneError,
+                     match=r'sfp\.finetune_epochs: unset in the workdir, 5'):
+    checkpoint.check_workdir(wd, now(5), defaults=defaults)
+  with pytest.raises(checkpoint.JaxpruneError, match='finetune_epochs'):
+    checkpoint.check_workdir(wd, now(0))  # Without defaults: strict.
+  # A field the stored run has is compared as before, default or not.
+  checkpoint.write_meta(wd, now(5))
+  with pytest.raises(checkpoint.JaxpruneError, match='5 in the workdir, 0'):
+    checkpoint.check_workdir(wd, now(0), defaults=defaults)

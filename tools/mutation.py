@@ -51,6 +51,7 @@ TARGETS = {
     'cluster': Target('jaxprune.cluster', None, tuple(
         f'tests/test_cluster.py::{t}' for t in (
             'test_hand_computed_ward', 'test_cut_labels_are_numbered_by_first_point',
+            'test_chain_prefers_the_previous_element_on_ties_as_scipy',
             'test_duplicate_points', 'test_tied_distances_in_two_dimensions',
             'test_long_nearest_neighbour_chain',
             'test_bad_method', 'test_single_point_and_leading_dims',
@@ -436,6 +437,9 @@ def main():
   parser.add_argument('--timeout', type=float, default=120,
                       help='seconds per mutant at least (else 3x baseline)')
   parser.add_argument('--json', help='write the scores here')
+  parser.add_argument('--list', action='store_true',
+                      help='print every mutant of the targets (line, '
+                      'change, text; * marks reviewed equivalents); run none')
   parser.add_argument('--deadline', type=float, default=None,
                       help='minutes per target; then stop and score the '
                       'mutants run so far (reported as partial)')
@@ -444,6 +448,12 @@ def main():
   if bad:
     parser.error(f'unknown target(s) {bad}; allowed: '
                  f'{", ".join(sorted(TARGETS))}')
+  if args.list:
+    for name in args.targets:
+      for line, text, desc, _ in mutants(TARGETS[name]):
+        mark = '*' if (name, text, desc) in EQUIVALENT else ' '
+        print(f'{name}:{line} {mark} {desc}: {text}')
+    return
   report = {}
   for name in args.targets:
     t0 = time.time()

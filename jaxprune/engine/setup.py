@@ -138,7 +138,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
               config.model_overrides.to_dict(), default=str)), **meta,
           'config': json.loads(config.to_json_best_effort())}
   check_writable(workdir)
-  checkpoint.check_workdir(workdir, meta, config_lib.NEUTRAL)
+  checkpoint.check_workdir(workdir, meta, config_lib.NEUTRAL,
+                           json.loads(config_lib.base().to_json_best_effort()))
   train_ds, val_ds, test_ds = task.splits()
   steps_per_epoch = len(train_ds) // config.batch_size
   if not steps_per_epoch:

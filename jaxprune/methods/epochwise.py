@@ -20,6 +20,13 @@ After the last epoch a final event prunes once more and zeroes every
 member of the pruned channels (norms, consumers too), so the network
 evaluated is exactly the one slimmed. Masks live in the optimizer state,
 with the channel masks as its aux, so a resumed run continues alike.
+
+`finetune_epochs` > 0 adds a second phase: the final masks, hard, and
+that many epochs of fine-tuning on a fresh schedule (the "Fine-tune?"
+rows of both papers' tables). Without it the final cut removes channels
+that were training until the last epoch (with BN, a regrown filter is
+rescaled to full strength however small its weights), which can cost
+much accuracy at high rates.
 """
 import time
 from typing import ClassVar
@@ -40,6 +47,7 @@ def epochwise_fields() -> ml_collections.ConfigDict:
   c = budget.fields(ml_collections.ConfigDict())
   c.every_epochs = 1  # Re-mask after every this many epochs.
   c.prune_at_start = False  # Also mask at epoch 0 (e.g. pretrained init_from weights).
+  c.finetune_epochs = 0  # Hard-masked fine-tuning epochs after the last cut; 0: none (the papers' default).
   return c
 
 
@@ -58,6 +66,10 @@ class EpochMasks(base.MasksInOptState, base.Method):
     if not isinstance(self.cfg.every_epochs, int) or self.cfg.every_epochs < 1:
       raise JaxpruneError(f'{self.config_name}.every_epochs='
                           f'{self.cfg.every_epochs!r}; allowed: an int >= 1.')
+    ft = self.cfg.finetune_epochs
+    if not isinstance(ft, int) or isinstance(ft, bool) or ft < 0:
+      raise JaxpruneError(f'{self.config_name}.finetune_epochs={ft!r}; '
+                          'allowed: an int >= 0.')
     self.budget = budget.Budget(ctx.graph, ctx.params, self.cfg,
                                 self.config_name, kernel=True)
     self.units = self.budget.units
@@ -65,9 +77,38 @@ class EpochMasks(base.MasksInOptState, base.Method):
     self.num_epochs = ctx.num_epochs
     self._set = jax.jit(self._set_masks)
 
+  @property
+  def num_phases(self) -> int:
+    return 2 if self.cfg.finetune_epochs else 1
+
+  def plan(self, k, trained, prev):
+    del prev
+    if k == 0:
+      return None
+    # The final event zeroed every member of the pruned channels: the
+    # kept channels are those whose producing filters are not all zero
+    # (read from the weights, so a run resumed here gets the same plan).
+    scores = self.budget.kernel_scores(jax.device_get(trained['params']), 'l1')
+    return base.Plan({g: np.asarray(s) > 0 for g, s in scores.items()})
+
   def phase(self, k, plan):
-    return base.Phase(plan=plan, wrap=lambda tx, masks: self.wrap(tx),
-                      events=self.is_event)
+    if k == 0:
+      return base.Phase(plan=plan, wrap=lambda tx, masks: self.wrap(tx),
+                        events=self.is_event)
+    return base.Phase(
+        start='trained', plan=plan, mask_start=True, masked_eval=True,
+        wrap=lambda tx, masks: optax_lib.masked(tx, masks, mode='hard'),
+        track_best=True, epochs=self.cfg.finetune_epochs)
+
+  def channel_masks(self, k, plan, opt_state):
+    if k == 0:
+      return super().channel_masks(k, plan, opt_state)
+    return base.Method.channel_masks(self, k, plan, opt_state)
+
+  def describe(self, plan):
+    if plan is None:
+      return super().describe(plan)
+    return base.Method.describe(self, plan)
 
   def is_event(self, epoch: int) -> bool:
     if epoch == self.num_epochs:
