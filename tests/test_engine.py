@@ -229,3 +229,29 @@ def test_two_processes_match_one(tmp_path, data_dir, method):
   np.testing.assert_allclose(losses[0][0], losses[1][0], rtol=1e-6)
   np.testing.assert_allclose(losses[0], losses[1], rtol=5e-3)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=2e-2), a, b)
+
+
+def test_tpu_vm_launch_runs_the_same_command_on_every_worker():
+  """launch/tpu_vm.sh (DRY_RUN=1 prints the gcloud command): all workers,
+  the zone, distributed on, and every argument intact through two shells."""
+  import shlex  # pylint: disable=g-import-not-at-top
+  args = ['my-tpu', 'us-central2-b', 'configs/default.py', '/mnt/runs/a b',
+          '--config.model_overrides.stage_widths=(8, 16)']
+  p = subprocess.run(['bash', 'launch/tpu_vm.sh', *args], cwd=REPO,
+                     capture_output=True, text=True,
+                     env={**os.environ, 'DRY_RUN': '1', 'PROJECT': 'proj'})
+  assert p.returncode == 0, p.stderr
+  argv = shlex.split(p.stdout)
+  assert argv[:6] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'my-tpu']
+  assert '--zone=us-central2-b' in argv and '--worker=all' in argv
+  assert '--project=proj' in argv
+  remote = shlex.split([a for a in argv if a.startswith('--command=')][0][
+      len('--command='):])
+  assert remote[:3] == ['cd', '~/jaxprune', '&&']
+  assert remote[3:] == ['python3', '-m', 'jaxprune.main',
+                        '--config=configs/default.py',
+                        '--workdir=/mnt/runs/a b', '--config.distributed=True',
+                        '--config.model_overrides.stage_widths=(8, 16)']
+  p = subprocess.run(['bash', 'launch/tpu_vm.sh', 'only-one'], cwd=REPO,
+                     capture_output=True, text=True)
+  assert p.returncode != 0 and 'usage: bash launch/tpu_vm.sh' in p.stderr

@@ -424,6 +424,23 @@ def run_target(name: str, workers: int, timeout: float, log=print,
   return killed, len(found), survivors, equivalent, len(status)
 
 
+def rescore(path: str, targets: list[str]) -> None:
+  """Prints the scores of a saved report with the current EQUIVALENT."""
+  with open(path) as f:
+    report = json.load(f)
+  for name in targets:
+    if name not in report:
+      continue
+    r = report[name]
+    left = [s for s in r['survivors'] if (name, s[1], s[2]) not in EQUIVALENT]
+    equivalent = r['equivalent'] + len(r['survivors']) - len(left)
+    score = 100 * (r['killed'] + equivalent) / max(r['run'], 1)
+    print(f'{name}: {r["killed"]}/{r["run"]} killed, {equivalent} '
+          f'equivalent: {score:.1f}% (run of {r["minutes"]} min, {path})')
+    for line, text, desc in left:
+      print(f'  SURVIVED line {line}: {desc}: {text}')
+
+
 def _exit_on_term(signum, frame):  # pylint: disable=unused-argument
   raise SystemExit(128 + signum)  # Runs the finally that kills workers.
 
@@ -440,6 +457,10 @@ def main():
   parser.add_argument('--list', action='store_true',
                       help='print every mutant of the targets (line, '
                       'change, text; * marks reviewed equivalents); run none')
+  parser.add_argument('--rescore', metavar='JSON',
+                      help='score a saved --json report again against the '
+                      'current EQUIVALENT table (after reviewing its '
+                      'survivors); runs nothing')
   parser.add_argument('--deadline', type=float, default=None,
                       help='minutes per target; then stop and score the '
                       'mutants run so far (reported as partial)')
@@ -448,6 +469,9 @@ def main():
   if bad:
     parser.error(f'unknown target(s) {bad}; allowed: '
                  f'{", ".join(sorted(TARGETS))}')
+  if args.rescore:
+    rescore(args.rescore, args.targets)
+    return
   if args.list:
     for name in args.targets:
       for line, text, desc, _ in mutants(TARGETS[name]):

@@ -9,6 +9,8 @@ Recipe: the seed's CIFAR ResNet-56 recipe (160 epochs, batch 256, SGD 0.9
 reached by the shared bisection. Paper (He et al. 2019, Table 1): ResNet-56 at 52.6% fewer FLOPs, 93.26%
 top-1 from scratch (dense 93.59%). Not run here (no GPU;
 about one GPU-hour, two for the one-shot methods' train + fine-tune).
+The paper's fine-tuned rows: add `--config.fpgm.finetune_epochs=N` (a
+second phase under the final masks, hard, on a fresh schedule).
 """
 from configs import common
 from jaxprune import config as config_lib
