@@ -36,10 +36,16 @@ _SAME = ('seed', 'log_every_steps', 'eval_batch_size', 'data_threads',
          'data_dir', 'checkpoint_every_epochs', 'keep_checkpoints',
          'distributed', 'export', 'init_from')
 
-_WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'A run to compare '
-                                      '(repeat the flag).')
-_OUT = flags.DEFINE_string('out', '.', 'Where compare.md and pareto.png go.')
-_METRIC = flags.DEFINE_string('metric', 'top1', 'The accuracy field.')
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Command-line flags; only when run as a program (it is imported by
+  `jaxprune.report`, which has flags of the same names)."""
+  flags.DEFINE_multi_string('workdir', [], 'A run to compare (repeat the '
+                            'flag).')
+  flags.DEFINE_string('out', '.', 'Where compare.md and pareto.png go.')
+  flags.DEFINE_string('metric', 'top1', 'The accuracy field.')
 
 
 def row_of(results: dict[str, Any], metric: str = 'top1') -> dict[str, Any]:
@@ -129,7 +135,15 @@ def _label(method: str, mine: dict[str, Any],
   the other groups of the same method."""
   if len(siblings) < 2:
     return method
-  keys = sorted(k for k in set().union(*siblings)
+  every = set().union(*siblings)
+  if any(set(s) != every for s in siblings):
+    # A run from an older jaxprune lacks fields added since: it ran them
+    # at their defaults.
+    from jaxprune import config as config_lib  # pylint: disable=g-import-not-at-top
+    base = _settings(json.loads(config_lib.base().to_json_best_effort()))
+    fill = lambda s: {**{k: base[k] for k in every if k in base}, **s}
+    siblings, mine = [fill(s) for s in siblings], fill(mine)
+  keys = sorted(k for k in every
                 if len({s.get(k) for s in siblings}) > 1)
   shown = [f'{k}={json.loads(mine[k]) if k in mine else "unset"}'
            for k in keys[:3]] + (['...'] if len(keys) > 3 else [])
@@ -184,11 +198,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    compare(_WORKDIRS.value, _OUT.value, _METRIC.value)
+    compare(FLAGS.workdir, FLAGS.out, FLAGS.metric)
   except JaxpruneError as e:
     raise SystemExit(f'jaxprune.compare: {e}') from None
-  print(f'wrote {os.path.join(_OUT.value, "compare.md")} and pareto.png')
+  print(f'wrote {os.path.join(FLAGS.out, "compare.md")} and pareto.png')
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

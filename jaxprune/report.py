@@ -1,20 +1,28 @@
-"""Per-state report of state-loop runs: the per-state accuracy tables and plots.
+"""The report of any runs: per-run figures, and the state loop's tables.
 
 Command:
-  python -m jaxprune.report --workdir=/tmp/refill [--workdir=/tmp/rsst ...] \
+  python -m jaxprune.report --workdir=/tmp/run [--workdir=/tmp/other ...] \
       [--out=/tmp/report]
 
-Writes `report.md`, `accuracy.png` (accuracy per state, one line per run on
-the same axes) and `time.png` (minutes per state) to `--out` (default: the
-first workdir). A run still in progress is reported up to its last
-completed state.
+Writes `report.md` and PNGs to `--out` (default: the first workdir). A
+run still in progress is reported as far as it got.
 
-For each run: the `State: 0 1 2 ...` / `Acc: ...` row (the test accuracy at
-the epoch of best validation accuracy), state 0, the best state, the mean
-and the standard deviation (population, ddof=0) over states 2..N, the
-retention (best / state 0), parameters before and after with the
-compression, and the wall time per state. Several runs also get one
-comparison table.
+Every run (any method, dense too) gets, from `jaxprune.curves`: its
+parameters and MACs before and after, training curves (loss and top-1
+against epoch), MACs over training from its prune events, REPrune's
+coverage rate against epoch, and kept against dense width per layer
+(figure names start with the workdir's name when there are several
+runs). Several runs add the accuracy-against-MACs table and
+`pareto.png` (`jaxprune.compare`).
+
+Runs with states (the IMP / Refill / RSST state loop; the one-shot
+methods' train and fine-tune phases) also get `accuracy.png` (accuracy
+per state) and `time.png` (minutes per state), and, per run, the
+`State: 0 1 2 ...` / `Acc: ...` row (the test accuracy at the epoch of
+best validation accuracy), state 0, the best state, the mean and the
+standard deviation (population, ddof=0) over states 2..N, the retention
+(best / state 0), parameters before and after with the compression, and
+the wall time per state; several such runs get one comparison table.
 """
 import glob
 import json
@@ -24,13 +32,16 @@ from typing import Any
 
 from absl import app, flags
 
+from jaxprune import compare, curves
+from jaxprune.errors import JaxpruneError
+
 FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
   """Command-line flags; only when run as a program (main.py has --workdir)."""
-  flags.DEFINE_multi_string('workdir', None, 'A state-loop workdir (repeat '
-                            'for several runs).')
+  flags.DEFINE_multi_string('workdir', None, 'A run\'s workdir, any method '
+                            '(repeat for several runs).')
   flags.DEFINE_string('out', None, 'Output directory (default: the first '
                       'workdir).')
 
@@ -239,17 +250,85 @@ def plot(runs: list[tuple[dict[str, Any], str]], out: str) -> list[str]:
   return paths
 
 
+def _any_run(workdir: str) -> dict[str, Any]:
+  """results.json of any run (a dense or pruned run, complete or not)."""
+  path = os.path.join(workdir, 'results.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  if os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+    return {'method': os.path.basename(os.path.normpath(workdir)),
+            'complete': False}
+  raise ReportError(f'{workdir} has no results.json, no metrics.jsonl and '
+                    'no completed state (state_*/result.json).')
+
+
+def _run_sections(runs: list[tuple[dict[str, Any], str]], out: str,
+                  names: list[str]) -> list[str]:
+  """Per run: the size table and its figures (`jaxprune.curves`)."""
+  lines = ['# Runs', '']
+  for (run, workdir), name in zip(runs, names):
+    prefix = '' if len(runs) == 1 else f'{name}_'
+    label = _label(run, workdir, runs)
+    lines += [f'## {label}: {run.get("model", "?")} on '
+              f'{run.get("dataset", "?")}', '', f'Workdir: `{workdir}`'
+              + ('' if run.get('complete', True) else ' (in progress)'), '',
+              curves.size_table(run)]
+    top = run.get('slim_top1', run.get('top1'))
+    if top is not None:
+      lines += [f'Top-1 of the delivered network: {top:.2f}%', '']
+    paths = curves.figures(workdir, out, prefix, title=label)
+    lines += [f'![{os.path.basename(p)}]({os.path.basename(p)})'
+              for p in paths] + ['']
+  return lines
+
+
+def _pareto(workdirs: list[str], out: str) -> list[str]:
+  """The accuracy-against-MACs plot of several complete runs."""
+  try:
+    groups = compare.pooled(compare.read(workdirs))
+  except JaxpruneError as e:
+    return [f'No Pareto plot: {e}', '']
+  compare.plot(groups, os.path.join(out, 'pareto.png'))
+  return ['# Accuracy against MACs', '', compare.table(groups),
+          '![top-1 against MACs](pareto.png)', '']
+
+
 def report(workdirs: list[str], out: str | None = None) -> str:
-  """Writes report.md and the plots; returns the report.md path."""
+  """Writes report.md and the figures of every run; returns its path.
+
+  State-loop runs (and any run with phases) get the per-state tables and
+  plots; every run gets its size table and its figures (training curves,
+  MACs over training, coverage rate, widths; `jaxprune.curves`); several
+  runs also get the accuracy-against-MACs table and plot.
+  """
   if not workdirs:
     raise ReportError('Pass at least one --workdir.')
-  runs = [(load(w), w) for w in workdirs]
+  state_runs, runs = [], []
+  for w in workdirs:
+    try:
+      run = load(w)
+      state_runs.append((run, w))
+    except ReportError:
+      run = _any_run(w)
+    runs.append((run, w))
   out = out or workdirs[0]
   os.makedirs(out, exist_ok=True)
+  names, seen = [], {}
+  for _, w in runs:  # Unique figure-name prefixes.
+    base = os.path.basename(os.path.normpath(w)) or 'run'
+    seen[base] = seen.get(base, 0) + 1
+    names.append(base if seen[base] == 1 else f'{base}{seen[base]}')
+  parts = []
+  if state_runs:
+    parts.append(markdown(state_runs))
+    plot(state_runs, out)
+  parts.append('\n'.join(_run_sections(runs, out, names)))
+  if len(runs) > 1:
+    parts.append('\n'.join(_pareto(workdirs, out)))
   path = os.path.join(out, 'report.md')
   with open(path, 'w') as f:
-    f.write(markdown(runs))
-  plot(runs, out)
+    f.write('\n'.join(parts))
   return path
 
 
@@ -258,7 +337,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
     path = report(FLAGS.workdir or [], FLAGS.out)
-  except (ReportError, OSError, KeyError, ValueError) as e:
+  except (ReportError, JaxpruneError, OSError, KeyError, ValueError) as e:
     sys.exit(f'jaxprune.report: error: {e}')
   print(f'Wrote {path}')
 

@@ -482,6 +482,12 @@ def test_compare_splits_a_method_by_its_settings(tmp_path):
   assert [(g['method'], g['runs'], g['top1']) for g in groups] == [
       ('sfp (sfp.finetune_epochs=0)', 2, (51.0, 1.0)),
       ('sfp (sfp.finetune_epochs=5)', 2, (91.0, 1.0))]
+  # A run from before a field existed ran it at its default.
+  old = _result(tmp_path, 'old', 'sfp', 50.0, 300, 0, states=True,
+                sfp={'every_epochs': 1})
+  groups = compare.pooled(compare.read([old, wds[-1]]))
+  assert [g['method'] for g in groups] == ['sfp (sfp.finetune_epochs=0)',
+                                          'sfp (sfp.finetune_epochs=5)']
 
 
 # -- end to end ----------------------------------------------------------------

@@ -406,3 +406,75 @@ def test_report_last_five_epoch_std_from_metrics(tmp_path):
   assert s['best_state'] == 2 and s['best_last5_std'] is None
   md = report.markdown([(report.load(wd), wd)])
   assert 'Std5:' in md and '1.41' in md and 'across-state std' in md
+
+
+def _fake_metrics(workdir, rows):
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+    for r in rows:
+      f.write(json.dumps(r) + '\n')
+    f.write('{"split": "train", "st')  # A torn last line.
+
+
+def test_report_on_a_pruned_run_and_a_dense_run(tmp_path):
+  """Any run: the size table, training curves, MACs from the prune
+  events, the coverage rate and the widths; two runs add the Pareto."""
+  from jaxprune import curves  # pylint: disable=g-import-not-at-top
+  pr, dn = tmp_path / 'reprune', tmp_path / 'dense'
+  pr.mkdir()
+  dn.mkdir()
+  common = {'dataset': 'digits', 'model': 'resnet20', 'complete': True,
+            'dense_macs': 1000, 'dense_params': 500, 'steps': 40,
+            'epochs': 4, 'train_seconds': 10.0}
+  (pr / 'results.json').write_text(json.dumps({
+      **common, 'method': 'reprune', 'top1': 90.0, 'slim_top1': 89.5,
+      'pruned_macs': 400, 'pruned_params': 200,
+      'widths': {'layer1/conv1': [4, 16], 'layer2/conv1': [10, 32]},
+      'config': {'seed': 0}}))
+  (dn / 'results.json').write_text(json.dumps({
+      **common, 'method': 'none', 'top1': 95.0, 'macs': 1000,
+      'params': 500, 'config': {'seed': 0}}))
+  train = [{'split': 'train', 'step': 10 * e, 'epoch': e, 'loss': 2.0 / e,
+            'accuracy': 20.0 * e} for e in (1, 2, 3, 4)]
+  _fake_metrics(str(pr), [
+      train[0], {'split': 'prune', 'step': 10, 'epoch': 1, 'macs': 600,
+                 'flops_reduction': 0.4, 'coverage_rate': 0.7},
+      train[1], {'split': 'prune', 'step': 20, 'epoch': 2, 'macs': 400,
+                 'flops_reduction': 0.6, 'coverage_rate': 0.8},
+      # A resume logged step 20 again: the last record wins.
+      {**train[1], 'loss': 0.9},
+      {'split': 'coverage', 'step': 30, 'epoch': 3, 'coverage_rate': 0.85},
+      train[2], train[3], {'split': 'test', 'step': 40, 'top1': 90.0},
+      {'split': 'slim_test', 'step': 40, 'top1': 89.5}])
+  _fake_metrics(str(dn), train + [{'split': 'test', 'step': 40,
+                                   'top1': 95.0}])
+  rows = curves.read_metrics(str(pr))
+  assert curves.steps_per_epoch(rows) == 10.0
+  s = curves.series(rows)
+  assert [t[:2] for t in s['train']] == [(1.0, 2.0), (2.0, 0.9),
+                                         (3.0, 2 / 3), (4.0, 0.5)]
+  assert s['prune'] == [(1.0, 600, 0.4), (2.0, 400, 0.6)]
+  assert s['coverage'] == [(1.0, 0.7), (2.0, 0.8), (3.0, 0.85)]
+  assert curves.final_test(rows, {}) == (4.0, 89.5)
+  table = curves.size_table(json.loads((pr / 'results.json').read_text()))
+  assert '| parameters | 500 | 200 | 60.00% |' in table
+  assert '| MACs per example | 1,000 | 400 | 60.00% |' in table
+  out = tmp_path / 'out'
+  code, text = run_main_report(f'--workdir={pr}', f'--workdir={dn}',
+                               f'--out={out}')
+  assert code == 0, text
+  md = (out / 'report.md').read_text()
+  assert 'State-loop report' not in md  # Neither run has states.
+  assert 'Top-1 of the delivered network: 89.50%' in md
+  assert '| MACs per example | 1,000 | 1,000 | 0.00% |' in md  # Dense.
+  assert '| reprune | 1 | 400 | 60.0% | 200 | 89.50 | 10 |' in md
+  made = sorted(p.name for p in out.glob('*.png'))
+  assert made == ['dense_curves.png', 'pareto.png', 'reprune_coverage.png',
+                  'reprune_curves.png', 'reprune_macs.png',
+                  'reprune_widths.png']
+  for p in made:
+    assert (out / p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert f'({p})' in md
+  # One run: figures without a prefix, in the workdir by default.
+  code, text = run_main_report(f'--workdir={dn}')
+  assert code == 0, text
+  assert (dn / 'curves.png').exists() and (dn / 'report.md').exists()
