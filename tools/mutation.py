@@ -106,6 +106,116 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         'selects nothing',
     ('slim.round_masks', 'if missing > 0:', 'Gt -> GtE'):
         'with missing == 0 the branch restores pruned[:0], nothing',
+    # cluster: the argsorts (XLA's CPU sort is stable either way).
+    ('cluster', 'order = jnp.argsort(height, stable=True)', 'True -> False'):
+        "XLA's CPU sort is stable whether asked or not (ties are tested)",
+    ('cluster', 'order = jnp.argsort(x, stable=True)', 'True -> False'):
+        "XLA's CPU sort is stable whether asked or not (ties are tested)",
+    # cluster._number.
+    ('cluster', 'row = jnp.stack([jnp.minimum(a, b), jnp.maximum(a, b), 0, '
+     '0]).astype(', '0 -> 1'):
+        'columns 2 and 3 of the row are set on the next line',
+    ('cluster', 'return jax.lax.fori_loop(0, n - 1, body, (jnp.arange(n), '
+     'z))[1]', 'Sub -> Add'):
+        'the 2 extra steps write rows past the end (dropped) and ids no one '
+        'reads',
+    # cluster._chain.
+    ('cluster', 'merges = jnp.zeros((n - 1,), jnp.int32)', 'Sub -> Add'):
+        'two padding slots: merges are written at k <= n - 2 and read there',
+    ('cluster', 'ms=jnp.zeros(n - 1, dtype)))(states)', 'Sub -> Add'):
+        'two padding slots: sizes are written at k <= n - 2 and read there',
+    ('cluster', 'chain=jnp.zeros(n, jnp.int32), clen=jnp.int32(0), '
+     'k=jnp.int32(0),', '0 -> 1'):
+        'clen = 1 over chain [0] is the empty chain started at point 0 (the '
+        'k = 1 instance is killed)',
+    ('cluster', "chain = s['chain'].at[0].set(jnp.where(s['clen'] == 0, "
+     "first,", 'Eq -> NotEq'):
+        'chain[0] is always the lowest active point: it stays active while '
+        'in the chain, and points never come back',
+    ('cluster', "chain = s['chain'].at[0].set(jnp.where(s['clen'] == 0, "
+     "first,", '0 -> 1'):
+        "clen == 1: chain[0] is the lowest active point either way (the "
+        ".at[1] instance is killed)",
+    ('cluster', 'prev = jnp.where(clen >= 2, chain[jnp.maximum(clen - 2, 0)]'
+     ', -1)', '1 -> 2'):
+        '-2 marks "no previous element" as -1 does (only prev >= 0 is read)',
+    ('cluster', 'b = jnp.where((prev >= 0) & (row[jnp.maximum(prev, 0)] <= '
+     'best), prev,', '0 -> 1'):
+        'prev >= 1: for prev = 0 a tie makes argmin return 0 (the lowest '
+        'index) anyway; the maximum(prev, 1) instance is killed',
+    ('cluster', 'kk = jnp.minimum(k, n - 2)', 'Sub -> Add'):
+        'kk = k differs only at k = n - 1 (done), where the write is a '
+        'no-op past the end (dropped)',
+    ('cluster', 'chain=chain.at[jnp.minimum(clen, n - 1)].set(jnp.where(',
+     'Sub -> Add'):
+        'a push writes at clen <= n - 1; clen = n only on a merge, whose '
+        'write (past the end now) was a no-op',
+    ('cluster', 'merge | done, chain[jnp.minimum(clen, n - 1)], b)),',
+     'BitOr -> BitAnd'):
+        'on a merge the slot written is above the new top (dead), and once '
+        'done the chain is not read',
+    ('cluster', 'merge | done, chain[jnp.minimum(clen, n - 1)], b)),',
+     'Sub -> Add'):
+        'the value kept on a merge or when done lands in a dead slot',
+    ('cluster', 'merge | done, chain[jnp.minimum(clen, n - 1)], b)),',
+     '1 -> 2'):
+        'the value kept on a merge or when done lands in a dead slot',
+    ('cluster', 'merge | done, chain[jnp.minimum(clen, n - 1)], b)),',
+     '.minimum -> .maximum'):
+        'the value kept on a merge or when done lands in a dead slot',
+    # cluster._nn_chain: rows carry write times.
+    ('cluster', "tw=st['tw'].at[y].set(jnp.where(merge, t + 1, "
+     "st['tw'][y])))", '1 -> 2'):
+        'only the order of write times is read; t + 2 keeps it (> 0 = '
+        'unwritten)',
+    ('cluster', "return jnp.where(st['tw'] > st['tw'][a], st['d'][:, a], "
+     "st['d'][a])", 'Gt -> GtE'):
+        'one row is written per step, so equal times are both 0 (unwritten '
+        'rows of the symmetric matrix) or k = a (masked)',
+    # cluster._linkage_1d: index guards whose out-of-range reads clamp.
+    ('cluster', "st['dist'] = jnp.where(pos < n - 1, gap(pos, "
+     "jnp.minimum(pos + 1, n - 1),", 'Sub -> Add'):
+        'minimum(pos + 1, n + 1): the read past the end clamps and is '
+        'masked by pos < n - 1 (the pos < n + 1 instance is killed)',
+    ("cluster", "prv=st['prv'].at[jnp.minimum(u, n - 1)].set(", 'Sub -> Add'):
+        'u = n: the write past the end is dropped; it was a no-op',
+    ('cluster', "jnp.where(u < n, s, st['prv'][n - 1])),", 'Lt -> LtE'):
+        'at u = n slot n - 1 is the retiring interval or inside one: never '
+        'read again',
+    ('cluster', "jnp.where(u < n, s, st['prv'][n - 1])),", 'Sub -> Add'):
+        'the read past the end clamps to n - 1',
+    ('cluster', "jnp.where(u < n, s, st['prv'][n - 1])),", '1 -> 2'):
+        'at u = n slot n - 1 is dead (see Lt -> LtE)',
+    ('cluster', 'dist = dist.at[s].set(jnp.where(u < n, gap(s, '
+     'jnp.minimum(u, n - 1), st),', 'Sub -> Add'):
+        'the read past the end clamps and is masked by u < n',
+    # cluster._cut_one.
+    ('cluster', 'kids = z[:, :2].astype(jnp.int32)', '2 -> 3'):
+        'columns 0 and 1 (the only ones read) are the same',
+    ('cluster', 'parent = parent.at[kids[:, 1]].set(ids)', '1 -> 2'):
+        'kids has 2 columns: index 2 clamps to column 1 under jit',
+    ('cluster', 'parent = jnp.full((2 * n - 1,), -1, jnp.int32)',
+     'Sub -> Add'):
+        'two padding nodes, never indexed',
+    ('cluster', 'parent = jnp.full((2 * n - 1,), -1, jnp.int32)', '2 -> 3'):
+        'n padding nodes, never indexed',
+    ('cluster', 'parent = jnp.full((2 * n - 1,), -1, jnp.int32)', '1 -> 2'):
+        '-2 marks "no parent" as -1 does; with 2n - 2 nodes the root\'s read '
+        'clamps to its child, whose parent is the root itself',
+    ('cluster', 'top = jax.lax.fori_loop(0, 2 * n - 1, body,', '0 -> 1'):
+        'step 0 is the root, which has no parent: it keeps its own id',
+    ('cluster', 'top = jax.lax.fori_loop(0, 2 * n - 1, body,', 'Sub -> Add'):
+        'the 2 extra steps (nodes -1, -2) wrap to the two highest cluster '
+        'nodes, after every point is resolved',
+    ('cluster', 'first = jax.ops.segment_min(jnp.arange(n), top, '
+     'num_segments=2 * n - 1)', 'Sub -> Add'):
+        'extra empty segments, never read',
+    ('cluster', 'first = jax.ops.segment_min(jnp.arange(n), top, '
+     'num_segments=2 * n - 1)', '2 -> 3'):
+        'extra empty segments, never read',
+    ('cluster', 'return top.at[node].set(jnp.where(up, '
+     'top[jnp.maximum(p, 0)], node))', '0 -> 1'):
+        'where up holds, p >= n >= 2',
     # The identity fast path of ChannelGraph._axis_mask: the general path
     # computes the same mask, and an index of shape (n, 1) over an n-wide
     # axis is always the identity (permutations such as rev block an axis).

@@ -392,8 +392,9 @@ class _Run:
       logging.info('State %d done: test %s %.2f%% at best epoch %d (final '
                    '%.2f%%), %s params, %s MACs, %s.', k, sel, row[
                        next(iter(final))], row['best_epoch'],
-                   final[next(iter(final))], f'{row.get("params", 0):,}',
-                   f'{row.get("macs", 0):,}',
+                   final[next(iter(final))],
+                   *(f'{row[n]:,}' if n in row else '-'
+                     for n in ('params', 'macs')),
                    steps.fmt_time(row['seconds']))
     return state, row, final, train_seconds
 
