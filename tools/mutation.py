@@ -119,6 +119,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'z))[1]', 'Sub -> Add'):
         'the 2 extra steps write rows past the end (dropped) and ids no one '
         'reads',
+    ('cluster', 'return jax.lax.fori_loop(0, n - 1, body, (st, z))[1]',
+     'Sub -> Add'):
+        'the 2 extra steps of the 1-D merge write rows past the end '
+        '(dropped); the state is not read after',
     # cluster._chain.
     ('cluster', 'merges = jnp.zeros((n - 1,), jnp.int32)', 'Sub -> Add'):
         'two padding slots: merges are written at k <= n - 2 and read there',
