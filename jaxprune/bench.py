@@ -48,16 +48,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int = 5,
   Alternating the candidates spreads machine noise (other processes, clock
   changes) evenly over them, which matters for ratios close to 1.
   """
-  for f in fns.values():
-    jax.block_until_ready(f())
-  samples = {k: [] for k in fns}
-  for _ in range(rounds):
-    for k, f in fns.items():
-      for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(f())
-        samples[k].append(time.perf_counter() - t)
-  return {k: float(np.median(v)) for k, v in samples.items()}
+  return {k: med for k, (med, _) in timed(fns, rounds, reps).items()}
 
 
 def timed(fns: dict[str, Callable[[], Any]], rounds: int = 5, reps: int = 3
