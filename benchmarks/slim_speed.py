@@ -14,7 +14,6 @@ speedup and speedup / (dense MACs / slim MACs). The last line is
 from absl import app, flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxprune import bench, models, slim, structure
 
@@ -24,11 +23,6 @@ flags.DEFINE_float('reduction', 0.56, 'Fraction of MACs to remove.')
 flags.DEFINE_integer('round_to', 8, 'Round kept widths up to a multiple.')
 flags.DEFINE_integer('reps', 5, 'Timed calls per variant and round.')
 FLAGS = flags.FLAGS
-
-
-def uniform_masks(graph, groups, keep: float):
-  return {g.name: np.arange(g.size) < max(1, round(keep * g.size))
-          for g in groups}
 
 
 def main(_):
@@ -41,20 +35,9 @@ def main(_):
     x1 = jnp.zeros((1, size, size, 3))
     v = model.init(jax.random.key(0), x1)
     graph = structure.trace(model.apply, v, x1, train=False)
-    groups = [g for g in graph.prunable if not g.residual]
     dense = graph.macs({})
-    lo, hi = 0.0, 1.0
-    for _ in range(30):  # Bisection on the kept fraction.
-      mid = (lo + hi) / 2
-      m = slim.round_masks(graph, uniform_masks(graph, groups, mid),
-                           FLAGS.round_to)
-      if 1 - graph.macs(m) / dense > FLAGS.reduction:
-        lo = mid
-      else:
-        hi = mid
-    # lo is the widest uniform keep fraction removing at least `reduction`.
-    m = slim.round_masks(graph, uniform_masks(graph, groups, lo),
-                         FLAGS.round_to)
+    # The widest uniform keep fraction removing at least `reduction`.
+    m = bench.uniform_masks(graph, FLAGS.reduction, FLAGS.round_to)
     pruned = graph.macs(m)
     mac_ratio = dense / pruned
     sv, sf = slim.slim(model.apply, v, graph, m, x1, train=False)

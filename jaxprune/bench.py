@@ -83,7 +83,7 @@ class Variant:
   variables: Any
 
 
-def _uniform(graph, groups, keep: float) -> dict[str, np.ndarray]:
+def _uniform(groups, keep: float) -> dict[str, np.ndarray]:
   return {g.name: np.arange(g.size) < max(1, round(keep * g.size))
           for g in groups}
 
@@ -103,8 +103,7 @@ def uniform_masks(graph, reduction: float, round_to: int = 1,
     raise JaxpruneError('the model has no block-internal channel group to '
                         'prune.')
   dense = graph.macs({})
-  masks = lambda f: slim.round_masks(graph, _uniform(graph, groups, f),
-                                     round_to)
+  masks = lambda f: slim.round_masks(graph, _uniform(groups, f), round_to)
   lo, hi = 0.0, 1.0
   if 1 - graph.macs(masks(lo)) / dense < reduction:
     raise JaxpruneError(
@@ -120,6 +119,18 @@ def uniform_masks(graph, reduction: float, round_to: int = 1,
   return masks(lo)
 
 
+def _traced(model, x1):
+  """(variables, channel graph) of `model` on the input `x1`."""
+  from jaxprune import structure  # pylint: disable=g-import-not-at-top
+  v = model.init(jax.random.key(0), x1)
+  return v, structure.trace(model.apply, v, x1, train=False)
+
+
+def _dense_variant(model, v, graph) -> Variant:
+  return Variant('dense', int(graph.macs({})),
+                 jax.jit(lambda v, x: model.apply(v, x, train=False)), v)
+
+
 def _slim_variant(name, model, v, graph, masks, x1) -> Variant:
   from jaxprune import slim  # pylint: disable=g-import-not-at-top
   sv, sf = slim.slim(model.apply, v, graph, masks, x1, train=False)
@@ -131,16 +142,14 @@ def model_variants(name: str, reductions: list[float], round_to: int = 1,
                    num_classes: int | None = None
                    ) -> tuple[list[Variant], tuple[int, ...]]:
   """The dense zoo model and uniformly pruned versions of it."""
-  from jaxprune import models, structure  # pylint: disable=g-import-not-at-top
+  from jaxprune import models  # pylint: disable=g-import-not-at-top
   cifar = name.startswith('resnet') and name[len('resnet'):] in (
       '20', '32', '44', '56', '110')
   size = image_size or (32 if cifar else 224)
   model = models.create(name, num_classes or (10 if cifar else 1000))
   x1 = jnp.zeros((1, size, size, 3))
-  v = model.init(jax.random.key(0), x1)
-  graph = structure.trace(model.apply, v, x1, train=False)
-  out = [Variant('dense', int(graph.macs({})),
-                 jax.jit(lambda v, x: model.apply(v, x, train=False)), v)]
+  v, graph = _traced(model, x1)
+  out = [_dense_variant(model, v, graph)]
   for r in reductions:
     out.append(_slim_variant(f'>= {100 * r:.0f}% fewer MACs', model, v, graph,
                              uniform_masks(graph, r, round_to), x1))
@@ -152,7 +161,6 @@ def workdir_variants(workdir: str) -> tuple[list[Variant], tuple[int, ...]]:
   config from run.json, its kept widths from results.json (speed depends
   on the widths, not on which channels; weights are random)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from jaxprune import structure  # pylint: disable=g-import-not-at-top
   from jaxprune.engine import setup  # pylint: disable=g-import-not-at-top
   from jaxprune.tasks import base as tasks_base  # pylint: disable=g-import-not-at-top
   paths = [os.path.join(workdir, f) for f in ('run.json', 'results.json')]
@@ -175,8 +183,7 @@ def workdir_variants(workdir: str) -> tuple[list[Variant], tuple[int, ...]]:
   task = tasks_base.get(config.task)(config)
   model = setup.build_model(config, task.num_outputs())
   x1 = jnp.zeros(task.input_shape())
-  v = model.init(jax.random.key(0), x1)
-  graph = structure.trace(model.apply, v, x1, train=False)
+  v, graph = _traced(model, x1)
   names = {g.name for g in graph.prunable}
   bad = sorted(set(widths) - names)
   if bad:
@@ -187,9 +194,8 @@ def workdir_variants(workdir: str) -> tuple[list[Variant], tuple[int, ...]]:
   if 'pruned_macs' in results and slimmed.macs != results['pruned_macs']:
     raise JaxpruneError(f'the widths give {slimmed.macs:,} MACs, results.json '
                         f'says {results["pruned_macs"]:,}.')
-  dense = Variant('dense', int(graph.macs({})),
-                  jax.jit(lambda v, x: model.apply(v, x, train=False)), v)
-  return [dense, slimmed], tuple(task.input_shape()[1:])
+  return ([_dense_variant(model, v, graph), slimmed],
+          tuple(task.input_shape()[1:]))
 
 
 def measure(variants: list[Variant], shape: tuple[int, ...],

@@ -21,6 +21,7 @@ one. Train time is the sum over the run's phases. An unfinished run
 it; nothing is written then.
 """
 import collections
+import functools
 import json
 import os
 from typing import Any
@@ -31,10 +32,15 @@ import numpy as np
 
 from jaxprune.errors import JaxpruneError
 
-# Config fields that do not make two runs different settings.
-_SAME = ('seed', 'log_every_steps', 'eval_batch_size', 'data_threads',
-         'data_dir', 'checkpoint_every_epochs', 'keep_checkpoints',
-         'distributed', 'export', 'init_from')
+
+
+@functools.cache
+def _same() -> frozenset[str]:
+  """Config fields that do not make two runs different settings: those
+  that cannot change results (`jaxprune.config.NEUTRAL`), the seed, and
+  where the initial weights were read from."""
+  from jaxprune import config as config_lib  # pylint: disable=g-import-not-at-top
+  return frozenset(('seed', 'init_from') + tuple(config_lib.NEUTRAL))
 
 FLAGS = flags.FLAGS
 
@@ -78,10 +84,10 @@ def row_of(results: dict[str, Any], metric: str = 'top1') -> dict[str, Any]:
 
 
 def _settings(config: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  """The flat config of a run, less the fields in `_SAME`."""
+  """The flat config of a run, less the fields in `_same()`."""
   out = {}
   for k, v in config.items():
-    if not prefix and k in _SAME:
+    if not prefix and k in _same():
       continue
     if isinstance(v, dict):
       out.update(_settings(v, f'{prefix}{k}.'))

@@ -139,17 +139,20 @@ def _save(fig, plt, path: str) -> str:
 
 
 def figures(workdir: str, out: str, prefix: str = '',
-            title: str | None = None) -> list[str]:
+            title: str | None = None,
+            results: dict[str, Any] | None = None) -> list[str]:
   """Writes the figures of one run to `out` (names start with `prefix`);
-  returns their paths (a figure with nothing to show is left out)."""
+  returns their paths (a figure with nothing to show is left out).
+  `results`: the run's results.json, when the caller has read it."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  results = {}
-  path = os.path.join(workdir, 'results.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      results = json.load(f)
+  if results is None:
+    results = {}
+    path = os.path.join(workdir, 'results.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        results = json.load(f)
   rows = read_metrics(workdir)
   s = series(rows)
   title = title or os.path.basename(os.path.normpath(workdir))

@@ -277,7 +277,7 @@ def _run_sections(runs: list[tuple[dict[str, Any], str]], out: str,
     top = run.get('slim_top1', run.get('top1'))
     if top is not None:
       lines += [f'Top-1 of the delivered network: {top:.2f}%', '']
-    paths = curves.figures(workdir, out, prefix, title=label)
+    paths = curves.figures(workdir, out, prefix, title=label, results=run)
     lines += [f'![{os.path.basename(p)}]({os.path.basename(p)})'
               for p in paths] + ['']
   return lines
