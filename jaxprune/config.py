@@ -54,6 +54,7 @@ def base() -> ml_collections.ConfigDict:
   c.init_from_map = ()  # 'regex=>replacement' rules from the file's names to ours (params/<module>/.../<leaf>).
   c.init_from_format = ''  # '': names as ours (after init_from_map) | timm_vit: a timm ViT, converted.
   c.method = 'none'  # A registered method: none (dense) | see jaxprune.methods.
+  c.shrink = False  # Train only the kept channels (the slimmed network) between mask events; False: the masked full-width network.
   c.export = True  # Write a pruned run's slimmed model to <workdir>/slim (jax.export).
   for name, sub in methods_base.config_dicts().items():
     c[name] = sub  # The method's own settings (see its module).

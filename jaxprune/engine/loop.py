@@ -43,6 +43,7 @@ from jaxprune import checkpoint, flops, optim, pretrained, report, writers
 from jaxprune import masks as masks_lib
 from jaxprune.engine import results as results_lib
 from jaxprune.engine import setup as setup_lib
+from jaxprune.engine import shrink as shrink_lib
 from jaxprune.engine import steps
 from jaxprune.errors import JaxpruneError
 from jaxprune.methods import base as methods_base
@@ -84,6 +85,7 @@ class _Run:
                                   train=False),
         out_shardings=su.replicated)
     self.plans: dict[int, methods_base.Plan | None] = {}
+    self._shrinker = None
     self._pretrained = None
     self.results_path = os.path.join(workdir, 'results.json')
     self.complete = None
@@ -333,15 +335,23 @@ class _Run:
     sel = task.selection
     best = [float(b) for b in jax.device_get(state.best)]
     final, last_loss = None, [None]
+    shrinking = self.shrinking(k)
     for epoch in range(first, e):
       if phase.events(epoch):
         state = self.event(k, epoch, state, event_key, base)
-      state = steps.train_epoch(
-          su, state, step_fn, epoch, rng=rng, writer=self.writer,
+      train = functools.partial(
+          steps.train_epoch, su, epoch=epoch, rng=rng, writer=self.writer,
           schedule=schedule, num_epochs=e, step_base=base,
           total_steps=total, prefix=prefix, first=epoch == first,
           last_loss=last_loss,
           seed=config.seed + 7919 * k)  # A new data order every phase.
+      slim = self.slim_step(k, phase, tx, state, rng, epoch, base) if (
+          shrinking) else None
+      if slim is None:
+        state = train(state, step_fn)
+      else:  # The kept channels train; the full-width state is rebuilt.
+        slice_fn, expand_fn, slim_fn = slim
+        state = expand_fn(state, train(slice_fn(state), slim_fn))
       if rewind and epoch + 1 == method.rewind_epoch and (
           not self.has_rewind()):
         self.save_rewind(state)
@@ -397,6 +407,38 @@ class _Run:
                      for n in ('params', 'macs')),
                    steps.fmt_time(row['seconds']))
     return state, row, final, train_seconds
+
+  def shrinking(self, k: int) -> bool:
+    """Whether phase k trains on the slimmed network (`config.shrink`)."""
+    if not self.config.shrink:
+      return False
+    why = self.method.no_shrink(k)
+    if why:
+      logging.info('shrink: phase %d trains the full-width network: %s.', k,
+                   why)
+      return False
+    if self._shrinker is None:
+      self._shrinker = shrink_lib.Shrinker(self.su, self.abstract)
+      logging.info('shrink: traced the train step in %.1fs.',
+                   self._shrinker.trace_seconds)
+    return True
+
+  def slim_step(self, k, phase, tx, state, rng, epoch, base):
+    """(slice, expand, compiled slim step) for the masks of `state`; None
+    when they prune nothing."""
+    cm = self.method.channel_masks(k, phase.plan, state.opt_state)
+    if not cm or all(np.all(m) for m in cm.values()):
+      return None
+    slice_fn, expand_fn, step_fn, seconds = self._shrinker.step(
+        tx, phase.forward, cm, state, rng)
+    if seconds:
+      macs = int(self.graph.macs(cm))
+      logging.info('shrink: epoch %d trains %s MACs per example (%.1f%% of '
+                   'dense); slim step compiled in %.1fs.', epoch + 1,
+                   f'{macs:,}', 100 * macs / self.dense_counts.macs, seconds)
+      self.writer.write(base + int(state.step), 'shrink', epoch=epoch,
+                        macs=macs, compile_seconds=round(seconds, 3))
+    return slice_fn, expand_fn, step_fn
 
   def event(self, k, epoch, state, event_key, base):
     """Runs the method's mask event at the start of `epoch` (or, for

@@ -49,14 +49,22 @@ def compute_dtype(config):
   return jnp.bfloat16 if config.half_precision else jnp.float32
 
 
+def train_apply(model):
+  """`(variables, x, rng) -> (outputs, {'batch_stats': ...})` in train mode."""
+  return lambda v, x, rng: model.apply(
+      v, x, train=True, mutable=['batch_stats'], rngs={'dropout': rng})
+
+
 def train_step(state: TrainState, batch, rng, *, model, tx, task, config,
-               forward=None):
+               forward=None, apply=None):
   """One optimizer step; returns the new state and summed metrics.
 
   `forward(params, opt_state)`, when given, maps the trained weights to the
   ones the model runs on (e.g. W * M in 'masked_forward' mode), so their
-  gradient is taken through it.
+  gradient is taken through it. `apply` replaces `train_apply(model)`
+  (e.g. the slimmed network's train-mode forward pass).
   """
+  apply = train_apply(model) if apply is None else apply
   x = task.inputs(batch, compute_dtype(config))
   rng = jax.random.fold_in(rng, state.step)
   x, batch = task.mix(x, batch, jax.random.fold_in(rng, 1))
@@ -64,9 +72,8 @@ def train_step(state: TrainState, batch, rng, *, model, tx, task, config,
   def loss_fn(params):
     if forward is not None:
       params = forward(params, state.opt_state)
-    outputs, new_vars = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
-        mutable=['batch_stats'], rngs={'dropout': rng})
+    outputs, new_vars = apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, rng)
     loss = task.loss(outputs, batch, train=True)
     return loss, (outputs, new_vars.get('batch_stats', {}))
 
@@ -201,9 +208,9 @@ def train_epoch(su: Setup, state, step_fn: Callable, epoch: int, *, rng,
   return state
 
 
-def jit_train_step(su: Setup, tx, forward=None):
+def jit_train_step(su: Setup, tx, forward=None, apply=None):
   """The jitted, donating train step of a phase."""
   return jax.jit(
       functools.partial(train_step, model=su.model, tx=tx, task=su.task,
-                        config=su.config, forward=forward),
+                        config=su.config, forward=forward, apply=apply),
       donate_argnums=0, out_shardings=(su.replicated, su.replicated))

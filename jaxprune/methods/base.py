@@ -253,6 +253,12 @@ class Method:
     del k, epoch, params, opt_state
     return {}
 
+  def no_shrink(self, k: int) -> str | None:
+    """Why phase k cannot train on the slimmed network (`config.shrink`),
+    e.g. because its pruned weights train too; None: it can."""
+    del k
+    return None
+
   def channel_masks(self, k: int, plan: Plan | None,
                     opt_state) -> dict[str, np.ndarray] | None:
     """Channel masks that slimming removes after phase k; None: no slim."""

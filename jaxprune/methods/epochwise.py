@@ -110,6 +110,12 @@ class EpochMasks(base.MasksInOptState, base.Method):
       return super().describe(plan)
     return base.Method.describe(self, plan)
 
+  def no_shrink(self, k):
+    if k == 0 and self.mode == 'soft':
+      return (f"{self.name}'s zeroed filters keep training between events "
+              '(soft masks)')
+    return None
+
   def is_event(self, epoch: int) -> bool:
     if epoch == self.num_epochs:
       return True

@@ -130,6 +130,11 @@ class RSST(refill.Refill):
     return base.Phase(start='rewind', plan=plan, wrap=self.wrap,
                       masked_eval=True, track_best=True)
 
+  def no_shrink(self, k):
+    del k
+    return ('every weight trains in an RSST state (the regulariser only '
+            'pushes those outside the structure toward 0)')
+
   def wrap(self, tx, masks):
     cfg, spe = self.cfg, self.ctx.steps_per_epoch
     per_epoch = cfg.ramp == 'epoch'
