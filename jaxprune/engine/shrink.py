@@ -18,8 +18,10 @@ Around each epoch:
 
 How this differs from the masked full-width network (`shrink=False`):
 the kept channels see the same forward pass and gradients (to float
-rounding: convolutions of another width add in another order), but the
-pruned channels are frozen. Their weights stay zero (a masked step keeps
+rounding: convolutions of another width add in another order; and the
+masked step runs the newly pruned channels once more, in the first step
+after an event, before it zeroes them), but the pruned channels are
+frozen. Their weights stay zero (a masked step keeps
 them zero too), while their optimizer moments and running statistics are
 those they had when pruned: a regrown channel gets its optimizer state
 back from then, where the masked network would have kept updating its
