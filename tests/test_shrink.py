@@ -114,8 +114,22 @@ def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
                optax_lib.find_state(e.opt_state).aux,
                optax_lib.find_state(before.opt_state).aux)
   assert int(e.step) == int(before.step) + 3 == int(masked.step)
-  # The same masks again: the cached step, no new compile.
-  assert run._shrinker.step(tx, phase.forward, cm, state, rng)[-1] == 0.0
+  # The same masks again: the cached step, nothing lowered or compiled.
+  again = run._shrinker.step(tx, phase.forward, cm, state, rng)
+  assert again[2] is slim_step and again[-1] is None
+  # Other channels at the same widths: the same program, whose compiled
+  # step is reused (the slice differs); other widths compile anew.
+  rolled = {g: np.roll(m, 1) for g, m in cm.items()}
+  assert any((rolled[g] != cm[g]).any() for g in cm)
+  same = run._shrinker.step(tx, phase.forward, rolled, state, rng)
+  assert same[2] is slim_step and same[-1]['cached']
+  assert same[-1]['compile_seconds'] < 0.05
+  g0 = next(g for g, m in cm.items() if not np.all(m))
+  wider = dict(cm)
+  wider[g0] = np.array(cm[g0], bool)
+  wider[g0][np.argmin(wider[g0])] = True  # One more channel kept.
+  other = run._shrinker.step(tx, phase.forward, wider, state, rng)
+  assert other[2] is not slim_step and not other[-1]['cached']
 
 
 def _kill_after_first_checkpoint(args, workdir):

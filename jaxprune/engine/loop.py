@@ -429,15 +429,19 @@ class _Run:
     cm = self.method.channel_masks(k, phase.plan, state.opt_state)
     if not cm or all(np.all(m) for m in cm.values()):
       return None
-    slice_fn, expand_fn, step_fn, seconds = self._shrinker.step(
+    slice_fn, expand_fn, step_fn, info = self._shrinker.step(
         tx, phase.forward, cm, state, rng)
-    if seconds:
+    if info is not None:
       macs = int(self.graph.macs(cm))
-      logging.info('shrink: epoch %d trains %s MACs per example (%.1f%% of '
-                   'dense); slim step compiled in %.1fs.', epoch + 1,
-                   f'{macs:,}', 100 * macs / self.dense_counts.macs, seconds)
+      logging.info(
+          'shrink: epoch %d trains %s MACs per example (%.1f%% of dense); '
+          'slim step lowered in %.1fs, %s.', epoch + 1, f'{macs:,}',
+          100 * macs / self.dense_counts.macs, info['lower_seconds'],
+          'same program as an earlier masking: compiled step reused' if
+          info['cached'] else f'compiled in {info["compile_seconds"]:.1f}s')
       self.writer.write(base + int(state.step), 'shrink', epoch=epoch,
-                        macs=macs, compile_seconds=round(seconds, 3))
+                        macs=macs, **{n: round(v, 3) if isinstance(v, float)
+                                      else v for n, v in info.items()})
     return slice_fn, expand_fn, step_fn
 
   def event(self, k, epoch, state, event_key, base):

@@ -29,10 +29,12 @@ moments from the gradients that reach pruned norm scales and biases. Under
 a masked forward pass (Refill) the pruned weights are frozen instead of
 decaying.
 
-A slim train step is compiled once per distinct channel masking of a
-phase and cached (`Shrinker.step`): the slim forward pass reads the kept
-indices of constants and random bits, so the masks themselves, not only
-the widths, key the cache.
+Compiled steps are cached by program (`Shrinker.step`): maskings of the
+same widths lower to the same program, unless the slim forward pass reads
+kept indices of constants or random bits, so the lowered program's text
+(not the widths alone, which could be wrong) keys the compiled step. The
+slice and expand functions take the kept indices as arguments and are
+compiled once per width signature.
 """
 import hashlib
 import time
@@ -49,25 +51,43 @@ from jaxprune.engine import steps
 from jaxprune.structure import jaxpr as jx
 
 
+@jax.tree_util.register_pytree_node_class
 class _Index:
-  """Kept indices of one variable, per axis (None: the axis keeps all)."""
+  """Kept indices of one variable, per axis (None: the axis keeps all).
 
-  def __init__(self, kept):
-    self.kept = kept
+  A pytree: the index arrays are its leaves and the full sizes its static
+  data, so one jitted slice serves every masking of the same widths.
+  """
+
+  def __init__(self, kept, sizes):
+    self.kept, self.sizes = list(kept), tuple(sizes)
+
+  def tree_flatten(self):
+    return tuple(self.kept), self.sizes
+
+  @classmethod
+  def tree_unflatten(cls, sizes, kept):
+    return cls(kept, sizes)
 
   def take(self, x):
-    for a, k in enumerate(self.kept):
-      if k is not None and a < np.ndim(x) and np.shape(x)[a] == k[1]:
-        x = jnp.take(x, k[0], axis=a)
+    for a, (k, n) in enumerate(zip(self.kept, self.sizes)):
+      if k is not None and a < np.ndim(x) and np.shape(x)[a] == n:
+        x = jnp.take(x, k, axis=a)
     return x
 
   def put(self, full, x):
     if np.shape(full) == np.shape(x):
       return x
-    idx = tuple(k[0] if k is not None and np.shape(full)[a] == k[1] else
-                np.arange(np.shape(full)[a])
-                for a, k in enumerate(self.kept[:np.ndim(full)]))
-    return full.at[np.ix_(*idx)].set(x)
+    idx = tuple(k if k is not None and np.shape(full)[a] == n else
+                jnp.arange(np.shape(full)[a])
+                for a, (k, n) in enumerate(zip(self.kept[:np.ndim(full)],
+                                               self.sizes)))
+    return full.at[jnp.ix_(*idx)].set(x)
+
+
+def _map(fn, idx, *trees):
+  return jax.tree.map(fn, idx, *trees, is_leaf=lambda x: isinstance(
+      x, _Index))
 
 
 def _is_masked(x) -> bool:
@@ -112,7 +132,9 @@ class Shrinker:
     self.graph = structure.trace(self.fn, self.variables, self.x, self.key)
     self.trace_seconds = time.time() - t0
     self._params_def = jax.tree.structure(self.variables['params'])
-    self._cache: dict[Any, Any] = {}
+    self._cache: dict[Any, Any] = {}  # (tx, masking) -> steps.
+    self._compiled: dict[Any, Any] = {}  # (tx, program) -> compiled step.
+    self._jitted: dict[bool, Any] = {}
     self._batch = None
 
   # -- slicing ------------------------------------------------------------------
@@ -121,14 +143,15 @@ class Shrinker:
     g = self.graph
     out = []
     for v in g.variable_vars:
-      kept = []
+      kept, sizes = [], []
       for a in range(len(jx.shape(v))):
         node = g.node(0, v, a)
         k = None if node is None else g.kept_indices(g.root(node), masks)
         size = None if node is None else g.size_of(node)
-        kept.append(None if k is None or len(k) == size else
-                    (jnp.asarray(k), size))
-      out.append(_Index(kept))
+        full = k is None or len(k) == size
+        kept.append(None if full else jnp.asarray(k, jnp.int32))
+        sizes.append(None if full else size)
+      out.append(_Index(kept, sizes))
     return jax.tree.unflatten(g.variables_treedef, out)
 
   def _params_like(self, x) -> bool:
@@ -142,16 +165,15 @@ class Shrinker:
     """fn(index, leaf, ...) on every parameter-shaped subtree of trees[0]."""
     def one(sub, *others):
       if self._params_like(sub):
-        return jax.tree.map(fn, idx['params'], sub, *others)
+        return _map(fn, idx['params'], sub, *others)
       return others[-1] if others else sub
     return jax.tree.map(one, *trees, is_leaf=self._params_like)
 
   def _slice(self, state, idx):
     take = lambda i, x: i.take(x)
     return state.replace(
-        params=jax.tree.map(take, idx['params'], state.params),
-        batch_stats=jax.tree.map(take, idx['batch_stats'],
-                                 state.batch_stats),
+        params=_map(take, idx['params'], state.params),
+        batch_stats=_map(take, idx['batch_stats'], state.batch_stats),
         opt_state=self._map_opt(take, idx, _strip_aux(state.opt_state)))
 
   def _expand(self, full, slim, idx):
@@ -161,41 +183,73 @@ class Shrinker:
     opt = jax.tree.map(lambda f, s: s._replace(aux=f.aux) if _is_masked(f)
                        else s, full.opt_state, opt, is_leaf=_is_masked)
     return slim.replace(
-        params=jax.tree.map(put, idx['params'], full.params, slim.params),
-        batch_stats=jax.tree.map(put, idx['batch_stats'], full.batch_stats,
-                                 slim.batch_stats),
+        params=_map(put, idx['params'], full.params, slim.params),
+        batch_stats=_map(put, idx['batch_stats'], full.batch_stats,
+                         slim.batch_stats),
         opt_state=opt)
 
   # -- the phase's steps ----------------------------------------------------------
+  def _moves(self, masked):
+    """The jitted (slice, expand) pair; the index pytree is an argument,
+    so jax's own cache compiles each once per width signature."""
+    if masked not in self._jitted:
+      zero = ((lambda s: s.replace(params=_zeroed(s.params, s.opt_state)))
+              if masked else (lambda s: s))
+      rep = self.su.replicated
+      self._jitted[masked] = (
+          jax.jit(lambda s, idx: self._slice(zero(s), idx),
+                  out_shardings=rep),
+          jax.jit(lambda f, s, idx: self._expand(zero(f), s, idx),
+                  out_shardings=rep))
+    return self._jitted[masked]
+
   def step(self, tx, forward, channel_masks, state, rng):
-    """(jitted slice, expand and compiled slim step of this masking,
-    compile seconds; 0 when cached)."""
+    """The slice, expand and compiled slim step of one masking.
+
+    Args:
+      tx: the phase's optimizer.
+      forward: the phase's masked forward pass (None: hard masks).
+      channel_masks: {group: bool[size]}.
+      state: the full-width train state (shapes and shardings only).
+      rng: the step's key.
+
+    Returns:
+      (slice_fn, expand_fn, step_fn, info): info is None when this masking
+      was seen before, else {'compile_seconds', 'lower_seconds',
+      'cached'}; `cached` is True when another masking of the same widths
+      lowered to the same program, whose compiled step is reused.
+    """
     key = (id(tx), masks_key(channel_masks))
     if key in self._cache:
-      return (*self._cache[key][1:], 0.0)
+      return (*self._cache[key][1:], None)
     idx = self._index(channel_masks)
-    masked = forward is None
-    zero = jax.jit(lambda s: s.replace(params=_zeroed(s.params, s.opt_state))
-                   if masked else s, out_shardings=self.su.replicated)
-    slice_fn = jax.jit(lambda s: self._slice(zero(s), idx),
-                       out_shardings=self.su.replicated)
-    expand_fn = jax.jit(lambda f, s: self._expand(zero(f), s, idx),
-                        out_shardings=self.su.replicated)
-    slim_vars, slim_fn = slim_lib.slim(self.fn, self.variables_of(state),
-                                       self.graph, channel_masks, self.x,
-                                       self.key)
-    del slim_vars
+    slice_j, expand_j = self._moves(forward is None)
+    slice_fn = lambda s: slice_j(s, idx)
+    expand_fn = lambda f, s: expand_j(f, s, idx)
+    t0 = time.time()
+    _, slim_fn = slim_lib.slim(self.fn, self.variables_of(state), self.graph,
+                               channel_masks, self.x, self.key)
     apply = lambda v, x, rng: slim_fn(v, x, jax.random.key_data(rng))
     jitted = steps.jit_train_step(self.su, tx, forward, apply)
-    t0 = time.time()
     example = jax.eval_shape(slice_fn, state)
     example = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype,
                                        sharding=self.su.replicated), example)
-    compiled = jitted.lower(example, self.batch(), rng).compile()
-    seconds = time.time() - t0
-    self._cache[key] = (tx, slice_fn, expand_fn, compiled)  # tx: its id stays taken.
-    return slice_fn, expand_fn, compiled, seconds
+    lowered = jitted.lower(example, self.batch(), rng)
+    # Maskings of one width signature give the same program unless the
+    # slim pass reads kept indices of constants or random bits: the
+    # program's text, not the widths alone, keys the compiled step.
+    program = (id(tx), hashlib.sha1(lowered.as_text().encode()).hexdigest())
+    lower_seconds = time.time() - t0
+    cached = program in self._compiled
+    if not cached:
+      self._compiled[program] = lowered.compile()
+    info = {'lower_seconds': lower_seconds,
+            'compile_seconds': time.time() - t0 - lower_seconds,
+            'cached': cached}
+    # tx is held so that its id stays taken.
+    self._cache[key] = (tx, slice_fn, expand_fn, self._compiled[program])
+    return slice_fn, expand_fn, self._compiled[program], info
 
   def variables_of(self, state):
     return {'params': state.params, 'batch_stats': state.batch_stats}
