@@ -274,6 +274,8 @@ def slim(apply_fn: Callable[..., Any], variables: Any,
   Args:
     apply_fn: the function the graph was traced from, e.g. `model.apply`.
     variables: the (masked or unmasked) variables; kept entries are copied.
+      `jax.ShapeDtypeStruct` leaves are allowed: the slim variables are
+      then structures too, for building the slim function without values.
     graph: `jaxprune.structure.trace(apply_fn, variables, *args, **kwargs)`.
     channel_masks: group name -> bool [size]; missing groups keep all.
     *args: example inputs, as given to `trace`.
@@ -306,7 +308,12 @@ def slim(apply_fn: Callable[..., Any], variables: Any,
   masks = _check(graph, channel_masks)
   if round_to:
     masks = round_masks(graph, masks, round_to)
-  slim_vars = slim_variables(graph, variables, masks)
+  if any(isinstance(x, jax.ShapeDtypeStruct)
+         for x in jax.tree.leaves(variables)):
+    slim_vars = jax.eval_shape(lambda v: slim_variables(graph, v, masks),
+                               variables)
+  else:
+    slim_vars = slim_variables(graph, variables, masks)
   var_struct = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x),
                                                            x.dtype), variables)
 

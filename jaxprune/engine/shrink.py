@@ -227,11 +227,14 @@ class Shrinker:
     slice_fn = lambda s: slice_j(s, idx)
     expand_fn = lambda f, s: expand_j(f, s, idx)
     t0 = time.time()
-    _, slim_fn = slim_lib.slim(self.fn, self.variables_of(state), self.graph,
+    # Abstract variables: the slim function needs shapes only, and the
+    # caller's state may already be donated to a step.
+    _, slim_fn = slim_lib.slim(self.fn, self.variables, self.graph,
                                channel_masks, self.x, self.key)
     apply = lambda v, x, rng: slim_fn(v, x, jax.random.key_data(rng))
     jitted = steps.jit_train_step(self.su, tx, forward, apply)
-    example = jax.eval_shape(slice_fn, state)
+    example = jax.eval_shape(slice_fn, jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), state))
     example = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype,
                                        sharding=self.su.replicated), example)
@@ -250,9 +253,6 @@ class Shrinker:
     # tx is held so that its id stays taken.
     self._cache[key] = (tx, slice_fn, expand_fn, self._compiled[program])
     return slice_fn, expand_fn, self._compiled[program], info
-
-  def variables_of(self, state):
-    return {'params': state.params, 'batch_stats': state.batch_stats}
 
   def batch(self):
     """Shape structs of one sharded training batch (read once)."""
