@@ -7,6 +7,14 @@ import sys
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# One persistent XLA cache for the whole session, in this process, in the
+# xdist workers and in every CLI subprocess (they inherit os.environ): the
+# many end-to-end runs of one tiny model compile its steps once. Entries are
+# keyed by the program, the flags and the jaxlib version, so a cache left by
+# an earlier local run is safe to reuse.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    os.environ.get('TMPDIR', '/tmp'), f'jaxprune-test-xla-cache-{os.getuid()}'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 import pytest  # pylint: disable=g-import-not-at-top
 from hypothesis import settings  # pylint: disable=g-import-not-at-top
@@ -129,16 +137,11 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def compile_cache(tmp_path_factory):
-  """A persistent XLA cache shared by the xdist workers, so that configs of
-  one model compile once (an env dict for `run_main`)."""
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get('PYTEST_XDIST_WORKER'):
-    root = root.parent  # Common to all workers of this session.
-  path = root / 'xla_cache'
-  path.mkdir(exist_ok=True)
-  return {'JAX_COMPILATION_CACHE_DIR': str(path),
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+def compile_cache():
+  """The session's persistent XLA cache (set at the top of this file), as an
+  env dict for `run_main`."""
+  return {k: os.environ[k] for k in ('JAX_COMPILATION_CACHE_DIR',
+                                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')}
 
 
 def cifar_resnet_params(depth, num_classes=10, widths=(16, 32, 64)):
@@ -163,3 +166,30 @@ def cifar_resnet_macs(depth, num_classes=10, widths=(16, 32, 64)):
       total += hw * hw * 9 * (c_in * w + w * w)
       c_in = w
   return total + widths[-1] * num_classes
+
+
+# Tests left out of CI (`-m "not slow"`) because another test runs the same
+# code path on a smaller model or a sibling parameter; `pytest -m slow` runs
+# them. Matched against the test id.
+SLOW = {
+    'test_config_runs_two_steps_under_mock_data[resnet34_imagenet.py':
+        'resnet18_imagenet runs the same ImageNet config code',
+    'test_config_runs_two_steps_under_mock_data[resnet50_imagenet.py':
+        'resnet18_imagenet; ResNet-50 slims in test_slim.py',
+    'test_config_runs_two_steps_under_mock_data[mobilenet_v2_imagenet.py':
+        'resnet18_imagenet; MobileNetV2 slims in test_slim.py',
+    'test_two_processes_match_one[none]':
+        'the reprune case also checks dense host-sharded loading',
+    'test_zoo_module_with_slim_widths[resnet50]':
+        'resnet18 and resnet20_b cover the same zoo_overrides path',
+    'test_slim_train_mode_batch_stats[mobilenet_v2]':
+        'resnet20_b and vit_micro cover train-mode slimming',
+    'test_signal_stops_cleanly_and_the_rerun_resumes[SIGINT]':
+        'SIGTERM runs the same handler',
+}
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if any(item.nodeid.split('::')[-1].startswith(k) for k in SLOW):
+      item.add_marker(pytest.mark.slow)
