@@ -27,6 +27,7 @@ setuptools.setup(
         'scikit-learn>=1.3',
         'tensorboardX>=2.6',
         'matplotlib>=3.7',
+        'pycocotools>=2.0.7',  # COCO mAP (the standard evaluator).
     ],
     extras_require={
         'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'hypothesis>=6.80'],

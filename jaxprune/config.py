@@ -3,7 +3,8 @@
 Experiment configs in `configs/` start from `base()` and override fields.
 `base()` holds the generic fields and, for every registered method that
 has settings, its sub-dict (`Method.config_name`, `Method.defaults()`),
-so a new method file brings its own fields. `validate` rejects any field
+and likewise every task's (`Task.config_name`, e.g. `detection`), so a
+new method or task file brings its own fields. `validate` rejects any field
 the schema does not know, naming it and the allowed ones, so a typo never
 silently falls back to a default.
 """
@@ -11,6 +12,7 @@ import ml_collections
 
 from jaxprune.errors import JaxpruneError
 from jaxprune.methods import base as methods_base
+from jaxprune.tasks import base as tasks_base
 
 # Sub-dicts whose keys are free-form (model attributes).
 FREE_FORM = ('model_overrides',)
@@ -58,6 +60,11 @@ def base() -> ml_collections.ConfigDict:
   c.export = True  # Write a pruned run's slimmed model to <workdir>/slim (jax.export).
   for name, sub in methods_base.config_dicts().items():
     c[name] = sub  # The method's own settings (see its module).
+  for name, sub in tasks_base.config_dicts().items():
+    if name in c:
+      raise ValueError(f'Task sub-dict {name!r} is taken by a method or a '
+                       'generic field.')
+    c[name] = sub  # The task's own settings (see its module).
   return c
 
 

@@ -8,6 +8,8 @@ import importlib
 import pkgutil
 from typing import Generic, TypeVar
 
+import ml_collections
+
 from jaxprune.errors import JaxpruneError
 
 T = TypeVar('T')
@@ -63,3 +65,26 @@ class Registry(Generic[T]):
   def items(self) -> list[tuple[str, type[T]]]:
     self._discover()
     return sorted(self._entries.items())
+
+  def config_dicts(self) -> dict[str, ml_collections.ConfigDict]:
+    """Every entry's config sub-dict with defaults, by sub-dict name.
+
+    An entry with settings names its sub-dict (`config_name`) and returns
+    its defaults from the classmethod `defaults()`. Entries of one family
+    may share a sub-dict (IMP, Refill and RSST share `states`); they must
+    then declare the same defaults.
+    """
+    out: dict[str, ml_collections.ConfigDict] = {}
+    owner: dict[str, str] = {}
+    for name, cls in self.items():
+      sub = getattr(cls, 'config_name', None)
+      if not sub:
+        continue
+      d = cls.defaults()
+      if sub in out:
+        if out[sub].to_dict() != d.to_dict():
+          raise ValueError(f'{self.what}s {owner[sub]!r} and {name!r} '
+                           f'declare different {sub!r} defaults.')
+        continue
+      out[sub], owner[sub] = d, name
+    return out

@@ -310,21 +310,6 @@ names = REGISTRY.names
 
 
 def config_dicts() -> dict[str, ml_collections.ConfigDict]:
-  """Every method's config sub-dict with defaults, by sub-dict name.
-
-  Methods of one family may share a sub-dict (IMP, Refill and RSST share
-  `states`); they must then declare the same defaults.
-  """
-  out: dict[str, ml_collections.ConfigDict] = {}
-  owner: dict[str, str] = {}
-  for name, cls in REGISTRY.items():
-    if not cls.config_name:
-      continue
-    d = cls.defaults()
-    if cls.config_name in out:
-      if out[cls.config_name].to_dict() != d.to_dict():
-        raise ValueError(f'Methods {owner[cls.config_name]!r} and {name!r} '
-                         f'declare different {cls.config_name!r} defaults.')
-      continue
-    out[cls.config_name], owner[cls.config_name] = d, name
-  return out
+  """Every method's config sub-dict with defaults, by sub-dict name
+  (`jaxprune.registry.Registry.config_dicts`)."""
+  return REGISTRY.config_dicts()

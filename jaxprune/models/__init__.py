@@ -14,7 +14,7 @@ import flax.linen as nn
 
 from jaxprune.errors import JaxpruneError
 
-from jaxprune.models import mobilenet_v2, resnet, resnet_cifar, vit
+from jaxprune.models import mobilenet_v2, resnet, resnet_cifar, ssd, vit
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     **{f'resnet{d}': functools.partial(resnet_cifar.CifarResNet, depth=d)
@@ -32,6 +32,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     'resnet101': functools.partial(resnet.ResNet, stage_sizes=(3, 4, 23, 3),
                                    block=resnet.Bottleneck),
     'mobilenet_v2': mobilenet_v2.MobileNetV2,
+    # SSD300 over ResNet-50's conv1..conv4_x (NVIDIA's SSD300 v1.1).
+    'ssd300_resnet50': ssd.SSD,
     'vit_small': functools.partial(vit.ViT, hidden_size=384, depth=12,
                                    num_heads=6, mlp_dim=1536),
     'vit_tiny': functools.partial(vit.ViT, hidden_size=192, depth=12,

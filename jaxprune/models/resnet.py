@@ -108,28 +108,50 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    base = (64, 128, 256, 512)
-    stage_widths = self.stage_widths or tuple(
-        b * self.block.expansion for b in base)
-    n_internal = 1 if self.block is BasicBlock else 2
-    block_widths = layers.per_block(self.block_widths, sum(self.stage_sizes),
-                                    'block_widths')
-    x = x.astype(self.dtype)
-    k, s = (3, 1) if self.cifar_stem else (7, 2)
-    x = layers.conv(self.stem_width, k, s, name='conv1', dtype=self.dtype,
-                    init=self.conv_init)(x)
-    x = nn.relu(layers.batch_norm(train, 'bn1', self.dtype)(x))
-    if not self.cifar_stem:
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    i = 0
-    for s, size in enumerate(self.stage_sizes):
-      for b in range(size):
-        widths = block_widths[i] or (base[s],) * n_internal
-        x = self.block(tuple(widths), stage_widths[s],
-                       stride=2 if (s > 0 and b == 0) else 1,
-                       zero_init_residual=self.zero_init_residual,
-                       dtype=self.dtype, conv_init=self.conv_init,
-                       name=f'layer{s + 1}_{b}')(x, train)
-        i += 1
+    x = features(self, x, train)
     x = jnp.mean(x, axis=(1, 2))
     return layers.dense(self.num_classes, 'fc', self.dtype)(x).astype(jnp.float32)
+
+
+def features(m: nn.Module, x, train: bool, num_stages: int | None = None,
+             strides: Sequence[int] = (1, 2, 2, 2)):
+  """The stem and the first `num_stages` stages of a ResNet-like module.
+
+  Called inside `m`'s compact `__call__`, so the layers are `m`'s own
+  (torchvision's names at the top level of `m`).
+
+  Args:
+    m: a module with ResNet's attributes (stage_sizes, block, stem_width,
+      stage_widths, block_widths, zero_init_residual, cifar_stem, dtype,
+      conv_init).
+    x: images [B, H, W, C].
+    train: BatchNorm mode.
+    num_stages: stages to run (None: all).
+    strides: each stage's first-block stride.
+
+  Returns:
+    The last stage's feature map.
+  """
+  base = (64, 128, 256, 512)
+  stage_widths = m.stage_widths or tuple(b * m.block.expansion for b in base)
+  n_internal = 1 if m.block is BasicBlock else 2
+  block_widths = layers.per_block(m.block_widths, sum(m.stage_sizes),
+                                  'block_widths')
+  x = x.astype(m.dtype)
+  k, s = (3, 1) if m.cifar_stem else (7, 2)
+  x = layers.conv(m.stem_width, k, s, name='conv1', dtype=m.dtype,
+                  init=m.conv_init)(x)
+  x = nn.relu(layers.batch_norm(train, 'bn1', m.dtype)(x))
+  if not m.cifar_stem:
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+  i = 0
+  for s, size in enumerate(m.stage_sizes[:num_stages]):
+    for b in range(size):
+      widths = block_widths[i] or (base[s],) * n_internal
+      x = m.block(tuple(widths), stage_widths[s],
+                  stride=strides[s] if b == 0 else 1,
+                  zero_init_residual=m.zero_init_residual,
+                  dtype=m.dtype, conv_init=m.conv_init,
+                  name=f'layer{s + 1}_{b}')(x, train)
+      i += 1
+  return x

@@ -28,6 +28,14 @@ class Task:
   # The metric (a key of `finalize`) whose best validation value selects
   # the reported epoch of a phase; higher is better.
   selection: ClassVar[str] = ''
+  # Its sub-dict of the config (e.g. `detection`), None when it has no
+  # settings; `defaults()` gives the sub-dict's fields.
+  config_name: ClassVar[str | None] = None
+
+  @classmethod
+  def defaults(cls) -> ml_collections.ConfigDict | None:
+    """The task's settings with their defaults (`config.<config_name>`)."""
+    return None
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -99,3 +107,8 @@ REGISTRY = registry.Registry[Task]('task', 'jaxprune.tasks')
 register = REGISTRY.register
 get = REGISTRY.get
 names = REGISTRY.names
+
+
+def config_dicts() -> dict[str, ml_collections.ConfigDict]:
+  """Every task's config sub-dict with defaults, by sub-dict name."""
+  return REGISTRY.config_dicts()
