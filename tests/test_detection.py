@@ -325,3 +325,53 @@ def test_task_evaluation_of_perfect_outputs_is_100_map():
   wrong = 10.0 * jax.nn.one_hot(jnp.where(target > 0, 9, 0), 11)
   bad = task.finalize(task.eval_metrics((offsets, wrong), batch))
   assert bad['map'] == 0.0
+
+
+@pytest.mark.parametrize('name', ['ssd300_resnet50_coco',
+                                  'reprune_ssd300_resnet50_coco',
+                                  'default_offline', 'reprune_offline'])
+def test_detection_config_is_valid_and_its_boxes_fit_the_model(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  from jaxprune import config as config_lib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f'configs.detection.{name}')
+  assert 'python -m jaxprune.main' in module.__doc__
+  config = module.get_config()
+  config_lib.validate(config)
+  task = detection.Detection(config)
+  assert config.batch_size % 8 == 0 and config.eval_batch_size % 8 == 0
+  model = models.create(config.model, task.num_outputs(),
+                        **dict(config.model_overrides))
+  x = jnp.zeros(task.input_shape())
+  v = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  locs, confs = jax.eval_shape(lambda v: model.apply(v, x), v)
+  assert locs.shape == (1, len(task.default), 4)
+  assert confs.shape == (1, len(task.default), task.num_outputs())
+  if 'coco' in name:
+    assert len(task.default) == 8732
+
+
+def test_ssd_crop_keeps_boxes_consistent_with_the_pixels():
+  from jaxprune.data import detection as data  # pylint: disable=g-import-not-at-top
+  # A 100x200 image, black but for two white boxes.
+  image = np.zeros((100, 200, 3), np.uint8)
+  b = np.array([[0.1, 0.2, 0.3, 0.6], [0.6, 0.5, 0.9, 0.9]], np.float32)
+  for l, t, r, btm in b:
+    image[int(t * 100):int(btm * 100), int(l * 200):int(r * 200)] = 255
+  ex = {'image': image, 'boxes': b, 'labels': np.array([3, 5]),
+        'crowd': np.zeros(2, bool), 'area': np.ones(2, np.float32)}
+  rng, cropped = np.random.default_rng(0), 0
+  for _ in range(200):
+    out = data.flip(data.ssd_crop(ex, rng), rng)
+    bx, img = out['boxes'], out['image']
+    assert len(bx) == len(out['labels']) and set(out['labels']) <= {3, 5}
+    assert np.all((bx >= 0) & (bx <= 1)) and np.all(bx[:, 2:] > bx[:, :2])
+    h, w = img.shape[:2]
+    cropped += (h, w) != (100, 200)
+    for l, t, r, btm in bx:  # Each box's centre pixel is still white.
+      y, x = int((t + btm) / 2 * h), int((l + r) / 2 * w)
+      assert img[min(y, h - 1), min(x, w - 1), 0] == 255
+  assert cropped > 50
+  empty = {**ex, 'boxes': np.zeros((0, 4), np.float32),
+           'labels': np.zeros(0, int), 'crowd': np.zeros(0, bool),
+           'area': np.zeros(0, np.float32)}
+  assert data.ssd_crop(empty, rng)['image'].shape == (100, 200, 3)

@@ -191,10 +191,17 @@ def ssd_crop(ex, rng: np.random.Generator, tries: int = 50):
     hh, ww = ex['image'].shape[:2]
     l, t = int(left * ww), int(top * hh)
     r, b = max(int((left + w) * ww), l + 1), max(int((top + h) * hh), t + 1)
-    kept = np.clip(boxes[inside], crop[[0, 1, 0, 1]], crop[[2, 3, 2, 3]])
-    kept = (kept - crop[[0, 1, 0, 1]]) / np.array([w, h, w, h], np.float32)
+    # Boxes relative to the pixels actually cut (whole pixels), in [0, 1].
+    px = np.array([l / ww, t / hh, r / ww, b / hh], np.float32)
+    kept = np.clip(boxes[inside], px[[0, 1, 0, 1]], px[[2, 3, 2, 3]])
+    kept = np.clip((kept - px[[0, 1, 0, 1]]) / (px[[2, 3, 2, 3]] - px[
+        [0, 1, 0, 1]]), 0, 1)
+    keep = np.all(kept[:, 2:] > kept[:, :2], axis=1)
+    if not keep.any():
+      continue
+    inside[inside] = keep
     return {**ex, 'image': ex['image'][t:b, l:r],
-            'boxes': kept.astype(np.float32),
+            'boxes': kept[keep].astype(np.float32),
             **{k: ex[k][inside] for k in ('labels', 'crowd', 'area')}}
   return ex
 
