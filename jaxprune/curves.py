@@ -5,7 +5,7 @@ the method (dense, REPrune, a baseline, a state loop):
 
 * `curves.png`: training loss, and top-1 (training batches, every
   evaluated epoch, the final test), against the epoch; prune events are
-  marked;
+  marked (a detection run plots COCO mAP in place of top-1);
 * `macs.png`: MACs per example and the fewer-MACs % over training, from
   the prune events (the mask each event set holds until the next);
 * `coverage.png`: REPrune's cluster coverage rate against the epoch (the
@@ -66,11 +66,27 @@ def steps_per_epoch(rows: list[dict[str, Any]]) -> float | None:
   return float(best) if best else None
 
 
-def series(rows: list[dict[str, Any]]) -> dict[str, list[tuple]]:
+# The evaluation metric plotted, by the first found in a run's rows: the
+# classification task's top-1, else the detection task's COCO mAP.
+METRICS = {'top1': 'top-1', 'map': 'mAP@[.5:.95]'}
+
+
+def metric_of(rows: list[dict[str, Any]]) -> str:
+  """The run's plotted evaluation metric (a key of `METRICS`)."""
+  for r in rows:
+    if r.get('split') in _EVAL_SPLITS + ('slim_test',):
+      for k in METRICS:
+        if k in r or f'{r["split"]}/{k}' in r:
+          return k
+  return 'top1'
+
+
+def series(rows: list[dict[str, Any]], metric: str = 'top1'
+           ) -> dict[str, list[tuple]]:
   """The plotted series, x in epochs over the whole run.
 
   Returns:
-    'train': (x, loss, accuracy or None); 'eval': (x, split, top-1);
+    'train': (x, loss, accuracy or None); 'eval': (x, split, `metric`);
     'prune': (x, macs, fewer-MACs fraction); 'coverage': (x, rate).
   """
   spe = steps_per_epoch(rows)
@@ -83,7 +99,7 @@ def series(rows: list[dict[str, Any]]) -> dict[str, list[tuple]]:
     if split == 'train' and 'loss' in r:
       out['train'].append((x(r), r['loss'], r.get('accuracy')))
     elif split in _EVAL_SPLITS and 'epoch' in r:
-      key = next((k for k in ('top1', f'{split}/top1') if k in r), None)
+      key = next((k for k in (metric, f'{split}/{metric}') if k in r), None)
       if key is not None:
         out['eval'].append((x(r), split, r[key]))
     elif split == 'prune' and 'macs' in r:
@@ -96,17 +112,17 @@ def series(rows: list[dict[str, Any]]) -> dict[str, list[tuple]]:
   return out
 
 
-def final_test(rows: list[dict[str, Any]], results: dict[str, Any]
-               ) -> tuple[float, float] | None:
-  """(x, top-1) of the delivered network: the slimmed one when there is
+def final_test(rows: list[dict[str, Any]], results: dict[str, Any],
+               metric: str = 'top1') -> tuple[float, float] | None:
+  """(x, `metric`) of the delivered network: the slimmed one when there is
   one, else the final test."""
   spe = steps_per_epoch(rows)
   for split in ('slim_test', 'test'):
-    got = [r for r in rows if r['split'] == split and 'top1' in r]
+    got = [r for r in rows if r['split'] == split and metric in r]
     if got and spe:
-      return got[-1]['step'] / spe, got[-1]['top1']
-  if spe and 'top1' in results and 'steps' in results:
-    return results['steps'] / spe, results['top1']
+      return got[-1]['step'] / spe, got[-1][metric]
+  if spe and metric in results and 'steps' in results:
+    return results['steps'] / spe, results[metric]
   return None
 
 
@@ -154,7 +170,9 @@ def figures(workdir: str, out: str, prefix: str = '',
       with open(path) as f:
         results = json.load(f)
   rows = read_metrics(workdir)
-  s = series(rows)
+  metric = metric_of(rows)
+  label = METRICS[metric]
+  s = series(rows, metric)
   title = title or os.path.basename(os.path.normpath(workdir))
   name = lambda n: os.path.join(out, f'{prefix}{n}.png')
   paths = []
@@ -174,11 +192,11 @@ def figures(workdir: str, out: str, prefix: str = '',
       if ev:
         ax_acc.plot([e[0] for e in ev], [e[2] for e in ev], marker='.',
                     label=f'{split} (per epoch)')
-    fin = final_test(rows, results)
+    fin = final_test(rows, results, metric)
     if fin is not None:
       ax_acc.plot([fin[0]], [fin[1]], marker='*', markersize=12,
                   linestyle='none', label=f'final test {fin[1]:.2f}%')
-    ax_acc.set_ylabel('top-1 (%)')
+    ax_acc.set_ylabel(f'{label} (%)')
     for ax in (ax_loss, ax_acc):
       for e in events:
         ax.axvline(e, color='grey', alpha=0.25, linewidth=0.8)
@@ -187,7 +205,7 @@ def figures(workdir: str, out: str, prefix: str = '',
       ax.legend(fontsize=8)
     ax_loss.set_title(f'{title}: training loss'
                       + (' (grey: prune events)' if events else ''))
-    ax_acc.set_title(f'{title}: top-1')
+    ax_acc.set_title(f'{title}: {label}')
     paths.append(_save(fig, plt, name('curves')))
 
   if s['prune']:

@@ -186,6 +186,23 @@ SLOW = {
         'resnet20_b and vit_micro cover train-mode slimming',
     'test_signal_stops_cleanly_and_the_rerun_resumes[SIGINT]':
         'SIGTERM runs the same handler',
+    'test_config_runs_two_steps_under_mock_data[default_offline.py]':
+        'test_offline_run_slimmed_equals_masked_and_logs_coverage runs it',
+    'test_state_config_runs_under_mock_data[vit_small_seed003.py:cifar10_refill]':
+        'the cifar10_rsst row runs the same config; resnet18_cifar10:refill '
+        'runs refill',
+    'test_state_config_runs_under_mock_data[resnet18_cifar10.py:rsst]':
+        'vit_small_seed003:cifar10_rsst runs rsst; the imp row this config',
+    'test_cifar_config_runs_under_mock_data[sfp]':
+        'the l1 row runs the shared CIFAR config code; '
+        'test_each_baseline_end_to_end runs every baseline',
+    'test_cifar_config_runs_under_mock_data[fpgm]': 'as [sfp]',
+    'test_cifar_config_runs_under_mock_data[chex]': 'as [sfp]',
+    'test_cifar_config_runs_under_mock_data[cup]': 'as [sfp]',
+    'test_cifar_config_runs_under_mock_data[bn_slimming]': 'as [sfp]',
+    'test_coco_config_runs_two_steps_under_mock_data[ssd300_resnet50_coco.py]':
+        'the REPrune row runs the same recipe and evaluation; the dense '
+        'counts are asserted in test_ssd300_resnet50_shapes_and_parameter_count',
 }
 
 

@@ -85,6 +85,13 @@ def test_ssd300_resnet50_shapes_and_parameter_count():
       {'params': v['params']['backbone'],
        'batch_stats': v['batch_stats']['backbone']}, x), v)
   assert feats.shape == (2, 38, 38, 1024)
+  # MACs per 300x300 image, as the REPrune COCO config states them.
+  from configs.detection import reprune_ssd300_resnet50_coco as cfg  # pylint: disable=g-import-not-at-top
+  from jaxprune import flops  # pylint: disable=g-import-not-at-top
+  assert flops.count(model.apply, v, x[:1]).macs == cfg.DENSE_MACS
+  bb = {k: v[k]['backbone'] for k in v}
+  assert flops.count(models.ssd.ResNetBackbone().apply, bb,
+                     x[:1]).macs == cfg.BACKBONE_MACS
 
 
 # -- the offline dataset ------------------------------------------------------
@@ -247,7 +254,7 @@ def test_reprune_prunes_the_backbone_to_target_and_slims_to_the_same_detections(
   from conftest import make_method  # pylint: disable=g-import-not-at-top
   model = models.create('ssd300_resnet50', 11, **default_offline.SMALL_SSD)
   x = jax.random.uniform(jax.random.key(1), (4, 64, 64, 3))
-  v = model.init(jax.random.key(0), x, train=False)
+  v = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
   k = iter(jax.random.split(jax.random.key(2), 1000))
   # Spread BN scales (REPrune's allocation reads them) and decisive class
   # logits (well-separated scores: no near-ties in top-k or NMS).
@@ -270,7 +277,7 @@ def test_reprune_prunes_the_backbone_to_target_and_slims_to_the_same_detections(
   backbone = g.macs(cm) - head
   assert abs(backbone / (reprune_offline.BACKBONE_MACS / 2) - 1) < 0.01
   masked = masks_lib.apply(v, g.param_masks(cm))
-  ref = model.apply(masked, x, train=False)
+  ref = jax.jit(lambda v: model.apply(v, x, train=False))(masked)
   sv, sf = slim.slim(model.apply, v, g, cm, x[:1], train=False)
   out = jax.jit(sf)(sv, x)
   assert sum(a.size for a in jax.tree.leaves(sv)) < sum(
@@ -375,3 +382,31 @@ def test_ssd_crop_keeps_boxes_consistent_with_the_pixels():
            'labels': np.zeros(0, int), 'crowd': np.zeros(0, bool),
            'area': np.zeros(0, np.float32)}
   assert data.ssd_crop(empty, rng)['image'].shape == (100, 200, 3)
+
+
+def test_init_from_map_loads_an_imagenet_resnet50_into_the_backbone():
+  """The COCO config's `init_from_map` puts every backbone array of a
+  jaxprune ResNet-50 classifier (conv1..layer3) into `backbone/`; layer4
+  and the classifier have no place and are not loaded."""
+  from configs.detection import ssd300_resnet50_coco  # pylint: disable=g-import-not-at-top
+  from jaxprune import pretrained  # pylint: disable=g-import-not-at-top
+  widths = dict(stem_width=8, block_widths=((4, 4),) * 16)
+  cls = models.create('resnet50', 10, stage_widths=(16, 24, 32, 40), **widths)
+  det = models.create('ssd300_resnet50', 5, stage_widths=(16, 24, 32),
+                      extra_widths=((8, 8),) * 5, **{
+                          **widths, 'block_widths': ((4, 4),) * 13})
+  x = jnp.zeros((1, 64, 64, 3))
+  cv = cls.init(jax.random.key(0), x)
+  dv = det.init(jax.random.key(1), jnp.zeros((1, 300, 300, 3)))
+  k = iter(range(10 ** 6))
+  source = {n: np.full(a.shape, next(k), np.float32) for n, a in
+            pretrained._flatten(cv).items()}
+  new, loaded, left = pretrained.load_into(
+      dv, source, ssd300_resnet50_coco.get_config().init_from_map)
+  backbone = [n for n in pretrained._flatten(dv) if '/backbone/' in n]
+  assert sorted(loaded) == sorted(backbone) and len(backbone) > 100
+  assert not any('/backbone/' in n for n in left)
+  flat = pretrained._flatten(new)
+  for n in backbone:  # The value of the classifier's array of that name.
+    src = n.replace('backbone/', '')
+    np.testing.assert_array_equal(flat[n], source[src])
