@@ -183,6 +183,31 @@ def test_reprune_shrink_run_slims_and_resumes_bit_identically(tmp_path,
                b['batch_stats'])
 
 
+def test_chex_shrinks_at_every_event_and_regrows_from_the_stash(tmp_path,
+                                                                data_dir):
+  """CHEX runs the same explore loop as REPrune (whose resume across a
+  shrink is tested above) with its own selection: every event's masking
+  trains slim, the slimmed network scores as the masked one."""
+  workdir = str(tmp_path / 'run')
+  code, out = run_main(
+      f'--config={TINY}', f'--config.data_dir={data_dir}',
+      '--config.method=chex', '--config.shrink=True',
+      '--config.model_overrides.stage_widths=(8, 16, 16)',
+      '--config.chex.target_reduction=0.5', '--config.export=False',
+      '--config.chex.every_epochs=1', '--config.chex.until_epoch=2',
+      f'--workdir={workdir}')
+  assert code == 0, out[-3000:]
+  r = results_of(workdir)
+  assert abs(r['pruned_macs'] / (0.5 * r['dense_macs']) - 1) < 0.005
+  assert abs(r['slim_top1'] - r['top1']) <= 100 / 360 + 1e-6
+  lines = [json.loads(l) for l in open(os.path.join(workdir,
+                                                    'metrics.jsonl'))]
+  shrinks = [l for l in lines if l['split'] == 'shrink']
+  assert [s['epoch'] for s in shrinks] == [0, 1, 2]
+  # Regrowth (delta0 > 0) makes the early maskings wider than the last.
+  assert shrinks[0]['macs'] > shrinks[-1]['macs'] == r['pruned_macs']
+
+
 @pytest.mark.parametrize('method', ['l1', 'refill'])
 def test_fixed_plan_phases_shrink_once(method, tmp_path, data_dir):
   """A one-shot fine-tune phase and every structured state train slim."""

@@ -9,8 +9,11 @@ The same task, loss, NMS and pycocotools evaluation as
 `ssd300_resnet50_coco.py`, on a smaller network and input: the SSD's
 torchvision-style ResNet backbone (stem 16, three bottleneck stages of
 one block, strides 1, 2, 1: an 8x8 map at 64x64) and three extra blocks
-(4x4, 2x2, 1x1), with 380 default boxes. The result, with the measured
-time and mAP, is in the README's detection section.
+(4x4, 2x2, 1x1), with 380 default boxes.
+
+Measured on 2 CPU cores (the command above): 4 min 29 s wall; mAP 41.01,
+AP50 56.19, AP75 50.63 on the 300 test canvases; 14,295,296 MACs and
+350,716 params. The REPrune variant is `reprune_offline.py`.
 """
 from jaxprune import config as config_lib
 

@@ -13,7 +13,12 @@ slimmed detector. The extra layers and heads stay dense, so the whole
 network's MACs target is the dense total less half the backbone's:
 14,295,296 - 8,110,080 / 2 = 10,240,256 per 64x64 image
 (`jaxprune.flops.count` of the model and of its `ResNetBackbone`; the
-test recounts both). Results, dense against pruned, are in the README.
+test recounts both).
+
+Measured on 2 CPU cores (the command above): 5 min 20 s wall; the slimmed
+detector has 10,216,576 MACs (28.53% fewer; its backbone 4,031,360, 0.58%
+under the target) and 298,131 params, and mAP 32.02 (masked and slimmed
+alike; dense: 41.01).
 """
 from configs.detection import default_offline
 
