@@ -115,14 +115,7 @@ def split_source(spec: DetectionSpec, data_dir: str | None,
   train = grain.MapDataset.source(load_source(spec, spec.train_split,
                                               data_dir))
   test = grain.MapDataset.source(load_source(spec, spec.eval_split, data_dir))
-  if validation_size < 0 or validation_size >= len(train):
-    raise JaxpruneError(
-        f'validation_size={validation_size}; allowed: 0 <= size < '
-        f'{len(train)} (the {spec.tfds_name} train split).')
-  if not validation_size:
-    return train, None, test
-  cut = len(train) - validation_size
-  return train[:cut], train[cut:], test
+  return pipeline.hold_out(train, test, validation_size, spec.tfds_name)
 
 
 # -- records ------------------------------------------------------------------

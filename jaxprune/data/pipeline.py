@@ -108,6 +108,13 @@ def split_source(name: str, data_dir: str | None, validation_size: int):
   spec = get_spec(name)
   train = grain.MapDataset.source(load_source(name, spec.train_split, data_dir))
   test = grain.MapDataset.source(load_source(name, spec.eval_split, data_dir))
+  return hold_out(train, test, validation_size, name)
+
+
+def hold_out(train: grain.MapDataset, test: grain.MapDataset,
+             validation_size: int, name: str):
+  """(train, validation or None, test): the last `validation_size`
+  examples of `train` held out; raises naming the allowed sizes."""
   if validation_size < 0 or validation_size >= len(train):
     raise JaxpruneError(
         f'validation_size={validation_size}; allowed: 0 <= size < '
