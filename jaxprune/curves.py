@@ -87,10 +87,15 @@ def series(rows: list[dict[str, Any]], metric: str = 'top1'
 
   Returns:
     'train': (x, loss, accuracy or None); 'eval': (x, split, `metric`);
-    'prune': (x, macs, fewer-MACs fraction); 'coverage': (x, rate).
+    'prune': (x, macs, fewer-MACs fraction); 'coverage': (x, rate), of
+    both 'coverage_event' (an event's greedy selection at its sparsity,
+    before regrowth, from its prune record) and 'coverage_logged' (the
+    periodic log of the current masks, regrown channels included, on the
+    current weights).
   """
   spe = steps_per_epoch(rows)
-  out = {'train': [], 'eval': [], 'prune': [], 'coverage': []}
+  out = {'train': [], 'eval': [], 'prune': [], 'coverage': [],
+         'coverage_event': [], 'coverage_logged': []}
   if not spe:
     return out
   x = lambda r: r['step'] / spe
@@ -105,10 +110,10 @@ def series(rows: list[dict[str, Any]], metric: str = 'top1'
     elif split == 'prune' and 'macs' in r:
       out['prune'].append((x(r), r['macs'], r.get('flops_reduction')))
       if 'coverage_rate' in r:
-        out['coverage'].append((x(r), r['coverage_rate']))
+        out['coverage_event'].append((x(r), r['coverage_rate']))
     elif split == 'coverage' and 'coverage_rate' in r:
-      out['coverage'].append((x(r), r['coverage_rate']))
-  out['coverage'].sort()
+      out['coverage_logged'].append((x(r), r['coverage_rate']))
+  out['coverage'] = sorted(out['coverage_event'] + out['coverage_logged'])
   return out
 
 
@@ -230,8 +235,14 @@ def figures(workdir: str, out: str, prefix: str = '',
 
   if s['coverage']:
     fig, ax = _axes(plt)
-    ax.plot([c[0] for c in s['coverage']], [c[1] for c in s['coverage']],
-            marker='o')
+    for key, label in (('coverage_event', 'greedy selection at each event '
+                        '(before regrowth)'),
+                       ('coverage_logged', 'current masks (with regrowth), '
+                        'after the epoch')):
+      if s[key]:
+        ax.plot([c[0] for c in s[key]], [c[1] for c in s[key]], marker='o',
+                label=label)
+    ax.legend(fontsize=8)
     ax.set_xlabel('epoch (whole run)')
     ax.set_ylabel('mean cluster coverage rate')
     ax.set_title(f'{title}: coverage rate against epoch')
