@@ -57,6 +57,7 @@ def base() -> ml_collections.ConfigDict:
   c.init_from_format = ''  # '': names as ours (after init_from_map) | timm_vit: a timm ViT, converted.
   c.method = 'none'  # A registered method: none (dense) | see jaxprune.methods.
   c.shrink = False  # Train only the kept channels (the slimmed network) between mask events; False: the masked full-width network.
+  c.shrink_round_to = 1  # With shrink: train widths rounded up to a multiple of this (the extra channels stay pruned, zero); 1: exactly the kept channels.
   c.export = True  # Write a pruned run's slimmed model to <workdir>/slim (jax.export).
   for name, sub in methods_base.config_dicts().items():
     c[name] = sub  # The method's own settings (see its module).
@@ -95,6 +96,8 @@ _RANGES = (
     ('mixup', lambda v: v >= 0, 'a number >= 0 (0: off)'),
     ('momentum', lambda v: 0 <= v < 1, '0 <= value < 1'),
     ('data_threads', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1'),
+    ('shrink_round_to', lambda v: isinstance(v, int) and v >= 1,
+     'an int >= 1'),
 )
 
 

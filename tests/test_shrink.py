@@ -13,6 +13,7 @@ import pytest
 
 from jaxprune import checkpoint
 from jaxprune import optax as optax_lib
+from jaxprune import slim
 from jaxprune.engine import loop, shrink, steps
 
 from conftest import REPO, TINY, results_of, run_cli, run_main
@@ -43,14 +44,14 @@ def _inner_moments(opt_state):
           0].trace
 
 
-def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
-    tmp_path, data_dir):
-  run = loop._Run(_tiny(data_dir), str(tmp_path / 'run'))
+def _after_two_events(workdir, data_dir, **fields):
+  """A REPrune run's state after the epoch-0 event (L1 masks), two
+  training steps (so moments and statistics hold values) and the epoch-1
+  event with regrowth; with the full-width step and five batches."""
+  run = loop._Run(_tiny(data_dir, **fields), workdir)
   phase = run.method.phase(0, run.plan_for(0))
   state, tx, _, _ = run.fresh(0, phase, run.initial())
   rng = jax.random.key(5)
-  # The epoch-0 event (L1 masks), then two training steps to give the
-  # moments and statistics values, then the epoch-1 event with regrowth.
   state = run.event(0, 0, state, jax.random.key(1), 0)
   full_step = steps.jit_train_step(run.su, tx, phase.forward)
   su = run.su
@@ -60,6 +61,13 @@ def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
     state, _ = full_step(state, b, rng)
   state = run.event(0, 1, state, jax.random.key(2), 0)
   assert run.shrinking(0)
+  return run, phase, state, tx, rng, full_step, batches
+
+
+def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
+    tmp_path, data_dir):
+  run, phase, state, tx, rng, full_step, batches = _after_two_events(
+      str(tmp_path / 'run'), data_dir)
   cm = run.method.channel_masks(0, None, state.opt_state)
   assert any(not m.all() for m in cm.values())
   slice_fn, expand_fn, slim_step = run.slim_step(0, phase, tx, state, rng, 1,
@@ -130,6 +138,49 @@ def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
   wider[g0][np.argmin(wider[g0])] = True  # One more channel kept.
   other = run._shrinker.step(tx, phase.forward, wider, state, rng)
   assert other[2] is not slim_step and not other[-1]['cached']
+
+
+def test_rounded_widths_carry_pruned_channels_that_stay_zero(tmp_path,
+                                                            data_dir):
+  """shrink_round_to=4: the slim step runs at widths rounded up to
+  multiples of 4; the extra channels are pruned ones, kept at 0 by the
+  step's masks and trained (moments, statistics) as the masked network
+  trains them, so the rebuilt state equals the masked one on them too."""
+  run, phase, state, tx, rng, full_step, batches = _after_two_events(
+      str(tmp_path / 'run'), data_dir, shrink_round_to=4)
+  cm = run.method.channel_masks(0, None, state.opt_state)
+  slice_fn, expand_fn, slim_step = run.slim_step(0, phase, tx, state, rng, 1,
+                                                 0)
+  rounded = slim.round_masks(run.graph, cm, 4)
+  assert any(rounded[g].sum() > cm[g].sum() for g in cm)  # Padding exists.
+  assert all(m.sum() % 4 == 0 or m.all() for m in rounded.values())
+  before = jax.device_get(state)
+  s = slice_fn(state)
+  assert sum(int(np.size(x)) for x in jax.tree.leaves(s.params)) == (
+      run.graph.num_params(rounded))
+  for b in batches[2:]:
+    s, _ = slim_step(s, b, rng)
+  e = jax.device_get(expand_fn(state, s))
+  masked = state.replace(params=shrink._zeroed(state.params,
+                                               state.opt_state))
+  for b in batches[2:]:
+    masked, _ = full_step(masked, b, rng)
+  masked = jax.device_get(masked)
+  pm = jax.device_get(optax_lib.masks_of(before.opt_state))
+  carried = jax.device_get(run.graph.param_masks(rounded)['params'])
+  wide = lambda m, x: np.broadcast_to(np.asarray(m), np.shape(x))
+  # Pruned weights, padding included: exactly 0.
+  jax.tree.map(lambda m, a: np.testing.assert_array_equal(
+      np.where(wide(m, a), 0, a), 0), pm, e.params)
+  # Kept and padding channels' momenta: as the masked network's.
+  mom_e, mom_m = (_inner_moments(t.opt_state) for t in (e, masked))
+  jax.tree.map(lambda c, a, b: np.testing.assert_allclose(
+      np.where(wide(c, a), a, 0), np.where(wide(c, b), b, 0), atol=2e-5),
+               carried, mom_e, mom_m)
+  padded = jax.tree.leaves(jax.tree.map(
+      lambda c, m, a: bool(np.any(np.where(wide(c, a) & ~wide(m, a), a, 0))),
+      carried, pm, mom_m))
+  assert any(padded)  # The masked network moves those moments: a real check.
 
 
 def _kill_after_first_checkpoint(args, workdir):

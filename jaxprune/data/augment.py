@@ -18,6 +18,14 @@ def pad_crop_flip(image: np.ndarray, rng: np.random.Generator, pad: int,
   return np.ascontiguousarray(image)
 
 
+def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
+  """Bilinear resize of [H, W] or [H, W, C] uint8 (PIL takes no [H, W, 1])."""
+  one = image.ndim == 3 and image.shape[-1] == 1
+  out = np.asarray(Image.fromarray(np.ascontiguousarray(
+      image[..., 0] if one else image)).resize((w, h), Image.BILINEAR))
+  return out[..., None] if one else out
+
+
 def random_resized_crop(image: np.ndarray, rng: np.random.Generator,
                         size: int, scale=(0.08, 1.0),
                         ratio=(3 / 4, 4 / 3)) -> np.ndarray:
@@ -42,8 +50,7 @@ def random_resized_crop(image: np.ndarray, rng: np.random.Generator,
     else:
       cw, ch = w, h
     top, left = (h - ch) // 2, (w - cw) // 2
-  crop = Image.fromarray(image[top:top + ch, left:left + cw])
-  out = np.asarray(crop.resize((size, size), Image.BILINEAR))
+  out = _resize(image[top:top + ch, left:left + cw], size, size)
   if rng.random() < 0.5:
     out = out[:, ::-1]
   return np.ascontiguousarray(out)
@@ -54,6 +61,6 @@ def resize_center_crop(image: np.ndarray, resize: int, size: int) -> np.ndarray:
   h, w = image.shape[:2]
   s = resize / min(h, w)
   nh, nw = max(size, round(h * s)), max(size, round(w * s))
-  out = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+  out = _resize(image, nw, nh)
   top, left = (nh - size) // 2, (nw - size) // 2
   return np.ascontiguousarray(out[top:top + size, left:left + size])

@@ -41,6 +41,7 @@ import numpy as np
 
 from jaxprune import checkpoint, flops, optim, pretrained, report, writers
 from jaxprune import masks as masks_lib
+from jaxprune import slim as slim_lib
 from jaxprune.engine import results as results_lib
 from jaxprune.engine import setup as setup_lib
 from jaxprune.engine import shrink as shrink_lib
@@ -427,6 +428,10 @@ class _Run:
     """(slice, expand, compiled slim step) for the masks of `state`; None
     when they prune nothing."""
     cm = self.method.channel_masks(k, phase.plan, state.opt_state)
+    if cm and self.config.shrink_round_to > 1:
+      # Extra channels are pruned ones: the step's masks keep them at 0.
+      cm = slim_lib.round_masks(self._shrinker.graph, cm,
+                                self.config.shrink_round_to)
     if not cm or all(np.all(m) for m in cm.values()):
       return None
     slice_fn, expand_fn, step_fn, info = self._shrinker.step(
@@ -434,9 +439,11 @@ class _Run:
     if info is not None:
       macs = int(self.graph.macs(cm))
       logging.info(
-          'shrink: epoch %d trains %s MACs per example (%.1f%% of dense); '
+          'shrink: epoch %d trains %s MACs per example (%.1f%% of dense%s); '
           'slim step lowered in %.1fs, %s.', epoch + 1, f'{macs:,}',
-          100 * macs / self.dense_counts.macs, info['lower_seconds'],
+          100 * macs / self.dense_counts.macs,
+          f', widths rounded up to multiples of {self.config.shrink_round_to}'
+          if self.config.shrink_round_to > 1 else '', info['lower_seconds'],
           'same program as an earlier masking: compiled step reused' if
           info['cached'] else f'compiled in {info["compile_seconds"]:.1f}s')
       self.writer.write(base + int(state.step), 'shrink', epoch=epoch,

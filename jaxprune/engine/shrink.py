@@ -51,38 +51,41 @@ from jaxprune.engine import steps
 from jaxprune.structure import jaxpr as jx
 
 
-@jax.tree_util.register_pytree_node_class
 class _Index:
   """Kept indices of one variable, per axis (None: the axis keeps all).
 
-  A pytree: the index arrays are its leaves and the full sizes its static
-  data, so one jitted slice serves every masking of the same widths.
+  Slicing runs on the host in numpy, so a new masking compiles nothing
+  here: only its train step is compiled (and cached by program).
   """
 
   def __init__(self, kept, sizes):
     self.kept, self.sizes = list(kept), tuple(sizes)
 
-  def tree_flatten(self):
-    return tuple(self.kept), self.sizes
-
-  @classmethod
-  def tree_unflatten(cls, sizes, kept):
-    return cls(kept, sizes)
+  def _axes(self, shape):
+    """(axis, kept indices) of the axes of `shape` that this index cuts."""
+    return [(a, k) for a, (k, n) in enumerate(zip(self.kept, self.sizes))
+            if k is not None and a < len(shape) and shape[a] == n]
 
   def take(self, x):
-    for a, (k, n) in enumerate(zip(self.kept, self.sizes)):
-      if k is not None and a < np.ndim(x) and np.shape(x)[a] == n:
-        x = jnp.take(x, k, axis=a)
+    if isinstance(x, jax.ShapeDtypeStruct):
+      shape = list(x.shape)
+      for a, k in self._axes(x.shape):
+        shape[a] = len(k)
+      return jax.ShapeDtypeStruct(tuple(shape), x.dtype)
+    for a, k in self._axes(np.shape(x)):
+      x = np.take(x, k, axis=a)
     return x
 
   def put(self, full, x):
     if np.shape(full) == np.shape(x):
       return x
-    idx = tuple(k if k is not None and np.shape(full)[a] == n else
-                jnp.arange(np.shape(full)[a])
-                for a, (k, n) in enumerate(zip(self.kept[:np.ndim(full)],
-                                               self.sizes)))
-    return full.at[jnp.ix_(*idx)].set(x)
+    idx = [slice(None)] * np.ndim(full)
+    for a, k in self._axes(np.shape(full)):
+      idx[a] = k
+    out = np.array(full, copy=True)
+    out[np.ix_(*(np.arange(n) if isinstance(i, slice) else i
+                 for i, n in zip(idx, np.shape(full))))] = x
+    return out
 
 
 def _map(fn, idx, *trees):
@@ -97,6 +100,13 @@ def _is_masked(x) -> bool:
 def _strip_aux(opt_state):
   return jax.tree.map(lambda s: s._replace(aux=None) if _is_masked(s) else s,
                       opt_state, is_leaf=_is_masked)
+
+
+def _host(tree):
+  """This process's copy of a replicated pytree, as numpy arrays."""
+  return jax.device_get(jax.tree.map(
+      lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a,
+      tree))
 
 
 def masks_key(channel_masks: dict[str, Any]) -> str:
@@ -134,7 +144,7 @@ class Shrinker:
     self._params_def = jax.tree.structure(self.variables['params'])
     self._cache: dict[Any, Any] = {}  # (tx, masking) -> steps.
     self._compiled: dict[Any, Any] = {}  # (tx, program) -> compiled step.
-    self._jitted: dict[bool, Any] = {}
+    self._last = None  # (full state, its host copy) between slice and expand.
     self._batch = None
 
   # -- slicing ------------------------------------------------------------------
@@ -149,7 +159,7 @@ class Shrinker:
         k = None if node is None else g.kept_indices(g.root(node), masks)
         size = None if node is None else g.size_of(node)
         full = k is None or len(k) == size
-        kept.append(None if full else jnp.asarray(k, jnp.int32))
+        kept.append(None if full else np.asarray(k, np.int64))
         sizes.append(None if full else size)
       out.append(_Index(kept, sizes))
     return jax.tree.unflatten(g.variables_treedef, out)
@@ -169,39 +179,58 @@ class Shrinker:
       return others[-1] if others else sub
     return jax.tree.map(one, *trees, is_leaf=self._params_like)
 
-  def _slice(self, state, idx):
+  def _cut(self, state, idx):
+    """`state` (numpy or shape structs, aux stripped) at the kept channels."""
     take = lambda i, x: i.take(x)
     return state.replace(
         params=_map(take, idx['params'], state.params),
         batch_stats=_map(take, idx['batch_stats'], state.batch_stats),
-        opt_state=self._map_opt(take, idx, _strip_aux(state.opt_state)))
+        opt_state=self._map_opt(take, idx, state.opt_state))
 
-  def _expand(self, full, slim, idx):
-    put = lambda i, f, x: i.put(f, x)
-    stripped = _strip_aux(full.opt_state)
-    opt = self._map_opt(put, idx, stripped, slim.opt_state)
-    opt = jax.tree.map(lambda f, s: s._replace(aux=f.aux) if _is_masked(f)
-                       else s, full.opt_state, opt, is_leaf=_is_masked)
-    return slim.replace(
-        params=_map(put, idx['params'], full.params, slim.params),
-        batch_stats=_map(put, idx['batch_stats'], full.batch_stats,
-                         slim.batch_stats),
-        opt_state=opt)
+  def _put(self, tree):
+    """Host arrays back onto the devices, replicated."""
+    rep = self.su.replicated
+    if jax.process_count() == 1:
+      return jax.device_put(tree, rep)
+    return jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(rep, np.asarray(a)),
+        tree)
 
-  # -- the phase's steps ----------------------------------------------------------
-  def _moves(self, masked):
-    """The jitted (slice, expand) pair; the index pytree is an argument,
-    so jax's own cache compiles each once per width signature."""
-    if masked not in self._jitted:
-      zero = ((lambda s: s.replace(params=_zeroed(s.params, s.opt_state)))
-              if masked else (lambda s: s))
-      rep = self.su.replicated
-      self._jitted[masked] = (
-          jax.jit(lambda s, idx: self._slice(zero(s), idx),
-                  out_shardings=rep),
-          jax.jit(lambda f, s, idx: self._expand(zero(f), s, idx),
-                  out_shardings=rep))
-    return self._jitted[masked]
+  def _full_host(self, state, masked):
+    """The full-width state on the host, aux stripped, pruned weights
+    zeroed under hard masks (as the masked step leaves them)."""
+    if self._last is not None and self._last[0] is state:
+      return self._last[1]
+    host = _host(state.replace(opt_state=_strip_aux(state.opt_state)))
+    if masked:
+      host = host.replace(params=_zeroed(host.params, host.opt_state, np))
+    self._last = (state, host)
+    return host
+
+  def _moves(self, idx, masked):
+    """The (slice, expand) pair of one masking.
+
+    Both run on the host (numpy gathers and scatters of this process's
+    replicated copy), so a new width signature compiles nothing here; the
+    full-width state read for the slice is reused by the expand.
+    """
+    def slice_fn(state):
+      return self._put(self._cut(self._full_host(state, masked), idx))
+
+    def expand_fn(full, slim):
+      f, s = self._full_host(full, masked), _host(slim)
+      self._last = None
+      put = lambda i, a, b: i.put(a, b)
+      out = self._put(s.replace(
+          params=_map(put, idx['params'], f.params, s.params),
+          batch_stats=_map(put, idx['batch_stats'], f.batch_stats,
+                           s.batch_stats),
+          opt_state=self._map_opt(put, idx, f.opt_state, s.opt_state)))
+      # The aux (channel masks, the stash) never left the devices.
+      return out.replace(opt_state=jax.tree.map(
+          lambda a, b: b._replace(aux=a.aux) if _is_masked(a) else b,
+          full.opt_state, out.opt_state, is_leaf=_is_masked))
+    return slice_fn, expand_fn
 
   def step(self, tx, forward, channel_masks, state, rng):
     """The slice, expand and compiled slim step of one masking.
@@ -223,9 +252,7 @@ class Shrinker:
     if key in self._cache:
       return (*self._cache[key][1:], None)
     idx = self._index(channel_masks)
-    slice_j, expand_j = self._moves(forward is None)
-    slice_fn = lambda s: slice_j(s, idx)
-    expand_fn = lambda f, s: expand_j(f, s, idx)
+    slice_fn, expand_fn = self._moves(idx, forward is None)
     t0 = time.time()
     # Abstract variables: the slim function needs shapes only, and the
     # caller's state may already be donated to a step.
@@ -233,8 +260,9 @@ class Shrinker:
                                channel_masks, self.x, self.key)
     apply = lambda v, x, rng: slim_fn(v, x, jax.random.key_data(rng))
     jitted = steps.jit_train_step(self.su, tx, forward, apply)
-    example = jax.eval_shape(slice_fn, jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), state))
+    example = self._cut(jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype),
+        state.replace(opt_state=_strip_aux(state.opt_state))), idx)
     example = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype,
                                        sharding=self.su.replicated), example)
@@ -266,11 +294,13 @@ class Shrinker:
     return self._batch
 
 
-def _zeroed(params, opt_state):
-  """Pruned weights set to 0, as the masked step leaves them."""
+def _zeroed(params, opt_state, xp=jnp):
+  """Pruned weights set to 0, as the masked step leaves them (`xp`: jnp
+  on devices, np on the host)."""
   try:
     masks = optax_lib.masks_of(opt_state)
   except ValueError:
     return params
-  return jax.tree.map(lambda p, m: jnp.where(jnp.asarray(m), p, 0), params,
-                      masks)
+  return jax.tree.map(
+      lambda p, m: xp.where(xp.asarray(m), p, xp.zeros((), p.dtype)), params,
+      masks)
