@@ -17,8 +17,9 @@ The schedule keeps the paper's T_prune / T = 180 / 250 and ΔT = 2 epochs
 (ImageNet). REPrune's coverage-rate logging is off (a diagnostic, not
 training). Times are each run's `train_seconds` (training, compiles, the
 one evaluation and the checkpoints). Prints a table with the fractions
-saved against dense and the shrink run's compile bill (from its
-metrics.jsonl); the last line is `train_time_saved_fraction: <x>` (shrink
+saved against dense, the shrink run's compile bill and the saving of the
+epochs themselves (events and compiles left out; both from metrics.jsonl);
+the last line is `train_time_saved_fraction: <x>` (shrink
 against dense).
 """
 import argparse
@@ -61,6 +62,20 @@ def _compile_bill(path):
       bill['lower'] += r['lower_seconds']
       bill['compile'] += r['compile_seconds']
   return bill
+
+
+def _epoch_seconds(path):
+  """{epoch: seconds from the record before its train record}: the epoch's
+  steps (and a shrink run's slicing), without events or compiles, which
+  log their own records first. Epoch 1 also holds the first compile."""
+  out, prev = {}, None
+  with open(path) as f:
+    for line in f:
+      r = json.loads(line)
+      if r.get('split') == 'train' and prev is not None:
+        out[r['epoch']] = r['time'] - prev
+      prev = r['time']
+  return out
 
 
 def main():
@@ -120,6 +135,15 @@ def main():
         f'in all, {(bill["lower"] + bill["compile"]) / max(bill["maskings"], 1):.1f}'
         f' s per masking = {(bill["lower"] + bill["compile"]) / max(bill["maskings"], 1) / epoch:.2f}'
         f' of a dense epoch ({epoch:.1f} s)')
+  per = {n: _epoch_seconds(os.path.join(args.out, n, 'metrics.jsonl'))
+         for n in ('dense', 'shrink')}
+  later = sorted(set(per['dense']) & set(per['shrink']) - {1})
+  steady = 1 - (sum(per['shrink'][e] for e in later) /
+                sum(per['dense'][e] for e in later))
+  print(f'epochs {later[0]}-{later[-1]} without events and compiles: dense '
+        f'{sum(per["dense"][e] for e in later):.1f} s, shrink '
+        f'{sum(per["shrink"][e] for e in later):.1f} s: '
+        f'steady_state_saved_fraction {steady:.3f}')
   saved = 1 - rows['shrink'][0]['train_seconds'] / dense
   masked = 1 - rows['masked'][0]['train_seconds'] / dense
   print(f'\nmasked_saved_fraction: {masked:.3f}')

@@ -2,12 +2,14 @@
 
     python -m jaxprune.bench --workdir=RUN [--out=DIR]
     python -m jaxprune.bench --model=resnet50 --flops_reduction=0.43,0.56,0.75 \
-        [--round_to=8] [--batches=1,16,32] [--out=DIR]
+        [--round_to=8|auto] [--batches=1,16,32] [--out=DIR]
 
 The first form times the dense network of a finished run against its
 slimmed one (the run's model and widths; random weights, since speed
 depends on shapes only); the second prunes a zoo model's block-internal
-groups uniformly to each MAC reduction (widths optionally rounded up).
+groups uniformly to each MAC reduction (widths optionally rounded up; with
+`--round_to=auto` to the multiple measured fastest on this backend at the
+same or lower MACs, its table in `round_to.md`).
 For every batch size the networks are timed in alternating rounds after
 a warm-up (median and interquartile range), on whatever backend JAX
 runs; `bench.md` gives latency, images/s, the speedup over dense and the
@@ -137,11 +139,8 @@ def _slim_variant(name, model, v, graph, masks, x1) -> Variant:
   return Variant(name, int(graph.macs(masks)), jax.jit(sf), sv)
 
 
-def model_variants(name: str, reductions: list[float], round_to: int = 1,
-                   image_size: int | None = None,
-                   num_classes: int | None = None
-                   ) -> tuple[list[Variant], tuple[int, ...]]:
-  """The dense zoo model and uniformly pruned versions of it."""
+def _zoo(name: str, image_size: int | None, num_classes: int | None):
+  """(model, x1, variables, graph) of a zoo model at its bench input."""
   from jaxprune import models  # pylint: disable=g-import-not-at-top
   cifar = name.startswith('resnet') and name[len('resnet'):] in (
       '20', '32', '44', '56', '110')
@@ -149,11 +148,93 @@ def model_variants(name: str, reductions: list[float], round_to: int = 1,
   model = models.create(name, num_classes or (10 if cifar else 1000))
   x1 = jnp.zeros((1, size, size, 3))
   v, graph = _traced(model, x1)
+  return model, x1, v, graph
+
+
+def model_variants(name: str, reductions: list[float], round_to: Any = 1,
+                   image_size: int | None = None,
+                   num_classes: int | None = None
+                   ) -> tuple[list[Variant], tuple[int, ...]]:
+  """The dense zoo model and uniformly pruned versions of it.
+
+  `round_to` is one multiple for every reduction, or a list of one per
+  reduction (as `pick_round_to` chooses them).
+  """
+  model, x1, v, graph = _zoo(name, image_size, num_classes)
+  per = list(round_to) if isinstance(round_to, (list, tuple)) else (
+      [round_to] * len(reductions))
   out = [_dense_variant(model, v, graph)]
+  for r, k in zip(reductions, per):
+    tag = f' (round_to {k})' if isinstance(round_to, (list, tuple)) else ''
+    out.append(_slim_variant(f'>= {100 * r:.0f}% fewer MACs{tag}', model, v,
+                             graph, uniform_masks(graph, r, k), x1))
+  return out, tuple(x1.shape[1:])
+
+
+def pick_round_to(name: str, reductions: list[float],
+                  candidates: list[int] = (1, 4, 8, 16, 32), batch: int = 32,
+                  image_size: int | None = None, rounds: int = 5,
+                  reps: int = 3, log: Callable[..., None] = print
+                  ) -> tuple[list[int], list[dict[str, Any]]]:
+  """The fastest width multiple per reduction, measured on this backend.
+
+  For each reduction, every candidate multiple gives the widest uniform
+  pruning that still removes at least that share of the MACs
+  (`uniform_masks`: the same or lower MACs than asked), and the candidates
+  are timed against one another (interleaved, batch `batch`). A candidate
+  that cannot reach the reduction is left out.
+
+  Returns:
+    (the chosen multiple per reduction, one row per candidate timed:
+    reduction, round_to, macs, latency_ms, iqr_ms, chosen).
+  """
+  if not candidates or any(not isinstance(k, int) or k < 1
+                           for k in candidates):
+    raise JaxpruneError(f'round_to candidates={list(candidates)!r}; '
+                        'allowed: ints >= 1.')
+  model, x1, v, graph = _zoo(name, image_size, None)
+  x = jax.random.normal(jax.random.key(batch), (batch, *x1.shape[1:]))
+  chosen, rows = [], []
   for r in reductions:
-    out.append(_slim_variant(f'>= {100 * r:.0f}% fewer MACs', model, v, graph,
-                             uniform_masks(graph, r, round_to), x1))
-  return out, (size, size, 3)
+    variants = {}
+    for k in dict.fromkeys(candidates):
+      try:
+        masks = uniform_masks(graph, r, k)
+      except JaxpruneError:
+        log(f'round_to {k} cannot reach {r:.0%} fewer MACs: skipped')
+        continue
+      variants[k] = _slim_variant(str(k), model, v, graph, masks, x1)
+    if not variants:
+      raise JaxpruneError(f'no round_to in {list(candidates)} reaches '
+                          f'flops_reduction={r}.')
+    t = timed({k: functools.partial(s.fn, s.variables, x)
+               for k, s in variants.items()}, rounds, reps)
+    best = min(t, key=lambda k: t[k][0])
+    chosen.append(best)
+    for k, s in variants.items():
+      rows.append({'reduction': r, 'round_to': k, 'macs': s.macs,
+                   'latency_ms': 1e3 * t[k][0], 'iqr_ms': 1e3 * t[k][1],
+                   'chosen': k == best})
+      log(f'{r:.0%} fewer MACs, round_to {k:>2}: {s.macs:,} MACs, '
+          f'{1e3 * t[k][0]:.3f} ms (IQR {1e3 * t[k][1]:.3f})'
+          + ('  <- fastest' if k == best else ''))
+  return chosen, rows
+
+
+def round_to_markdown(rows: list[dict[str, Any]], name: str,
+                      batch: int) -> str:
+  lines = [f'# Width multiple per reduction: {name}', '',
+           f'Backend: {jax.default_backend()} '
+           f'({jax.devices()[0].device_kind}); batch {batch}. Each '
+           'multiple gives the widest uniform pruning that still removes '
+           'the reduction; the fastest is chosen.', '',
+           '| reduction | round_to | MACs | latency (ms) | IQR (ms) | chosen |',
+           '|---|---|---|---|---|---|']
+  for r in rows:
+    lines.append(f'| {100 * r["reduction"]:.0f}% | {r["round_to"]} | '
+                 f'{r["macs"]:,} | {r["latency_ms"]:.3f} | '
+                 f'{r["iqr_ms"]:.3f} | {"yes" if r["chosen"] else ""} |')
+  return '\n'.join(lines) + '\n'
 
 
 def workdir_variants(workdir: str) -> tuple[list[Variant], tuple[int, ...]]:
@@ -266,17 +347,25 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
 
 def run(workdir: str | None = None, model: str | None = None,
-        reductions: list[float] = (), round_to: int = 1,
+        reductions: list[float] = (), round_to: Any = 1,
         batches: list[int] = (1, 16, 32), rounds: int = 5, reps: int = 3,
-        out: str = '.', image_size: int | None = None) -> list[dict[str, Any]]:
-  """Times the networks, writes `out`/bench.md and bench.png."""
+        out: str = '.', image_size: int | None = None,
+        candidates: list[int] = (1, 4, 8, 16, 32)) -> list[dict[str, Any]]:
+  """Times the networks, writes `out`/bench.md and bench.png.
+
+  With `round_to='auto'` (the model form) the width multiple of each
+  reduction is first chosen on this backend (`pick_round_to` over
+  `candidates`, at the largest batch), with its table in round_to.md.
+  """
   if (workdir is None) == (model is None):
     raise JaxpruneError('pass exactly one of --workdir (a finished run) and '
                         '--model (a zoo model, with --flops_reduction).')
   if not batches or any(not isinstance(b, int) or b < 1 for b in batches):
     raise JaxpruneError(f'batches={list(batches)!r}; allowed: ints >= 1.')
-  if not isinstance(round_to, int) or round_to < 1:
-    raise JaxpruneError(f'round_to={round_to!r}; allowed: an int >= 1.')
+  if round_to != 'auto' and (not isinstance(round_to, int) or round_to < 1):
+    raise JaxpruneError(f"round_to={round_to!r}; allowed: an int >= 1 or "
+                        "'auto'.")
+  os.makedirs(out, exist_ok=True)
   if workdir is not None:
     variants, shape = workdir_variants(workdir)
     title = f'Inference: {workdir}'
@@ -284,12 +373,18 @@ def run(workdir: str | None = None, model: str | None = None,
     if not reductions:
       raise JaxpruneError('--model needs --flops_reduction=r1,r2,... '
                           '(fractions in (0, 1)).')
+    if round_to == 'auto':
+      round_to, table = pick_round_to(model, list(reductions), candidates,
+                                      max(batches), image_size, rounds, reps)
+      with open(os.path.join(out, 'round_to.md'), 'w') as f:
+        f.write(round_to_markdown(table, model, max(batches)))
+      title = f'Inference: {model}, widths rounded to the fastest multiple'
+    else:
+      title = f'Inference: {model}' + (f', widths rounded to {round_to}'
+                                       if round_to > 1 else '')
     variants, shape = model_variants(model, list(reductions), round_to,
                                      image_size)
-    title = f'Inference: {model}' + (f', widths rounded to {round_to}'
-                                     if round_to > 1 else '')
   rows = measure(variants, shape, list(batches), rounds, reps)
-  os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'bench.md'), 'w') as f:
     f.write(markdown(rows, title))
   plot(rows, os.path.join(out, 'bench.png'), title)
@@ -304,8 +399,15 @@ def main(argv):
   try:
     reductions = [float(r) for r in f.flops_reduction]
     batches = [int(b) for b in f.batches]
-    run(f.workdir, f.model, reductions, f.round_to, batches, f.rounds,
-        f.reps, f.out, f.image_size)
+    round_to = f.round_to
+    if round_to != 'auto':
+      if not round_to.strip().isdigit():
+        raise JaxpruneError(f"round_to={round_to!r}; allowed: an int >= 1 "
+                            "or 'auto'.")
+      round_to = int(round_to)
+    run(f.workdir, f.model, reductions, round_to, batches, f.rounds,
+        f.reps, f.out, f.image_size,
+        [int(k) for k in f.round_to_candidates])
   except (JaxpruneError, ValueError) as e:
     raise SystemExit(f'jaxprune.bench: error: {e}') from None
   print(f'wrote {os.path.join(f.out, "bench.md")} and bench.png')
@@ -317,8 +419,11 @@ def _define_flags() -> None:
                       'slimmed network.')
   flags.DEFINE_string('model', None, 'A zoo model, pruned uniformly.')
   flags.DEFINE_list('flops_reduction', [], 'With --model: MAC reductions.')
-  flags.DEFINE_integer('round_to', 1, 'With --model: round kept widths up '
-                       'to a multiple of this.')
+  flags.DEFINE_string('round_to', '1', 'With --model: round kept widths '
+                      'up to a multiple of this; auto: the fastest of '
+                      '--round_to_candidates on this backend, per reduction.')
+  flags.DEFINE_list('round_to_candidates', ['1', '4', '8', '16', '32'],
+                    'With --round_to=auto: the multiples to time.')
   flags.DEFINE_integer('image_size', None, 'With --model: input size '
                        '(default 32 for CIFAR ResNets, else 224).')
   flags.DEFINE_list('batches', ['1', '16', '32'], 'Batch sizes.')

@@ -179,7 +179,9 @@ SLOW = {
     'test_config_runs_two_steps_under_mock_data[mobilenet_v2_imagenet.py':
         'resnet18_imagenet; MobileNetV2 slims in test_slim.py',
     'test_two_processes_match_one[none]':
-        'the reprune case also checks dense host-sharded loading',
+        'the reprune cases also check dense host-sharded loading',
+    'test_two_processes_match_one[reprune]':
+        '[reprune+shrink] runs the same mask events on gathered weights',
     'test_zoo_module_with_slim_widths[resnet50]':
         'resnet18 and resnet20_b cover the same zoo_overrides path',
     'test_slim_train_mode_batch_stats[mobilenet_v2]':

@@ -78,6 +78,42 @@ def test_model_form_writes_the_table_and_the_plot(tmp_path):
   assert (tmp_path / 'bench.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+def test_auto_round_to_picks_the_fastest_multiple_at_no_more_macs(
+    tmp_path, monkeypatch):
+  # Fake clocks: the wider the multiple the faster; 16 keeps every 16-wide
+  # group whole, so it removes at most 40% of ResNet-20's MACs and is
+  # skipped at 50%.
+  fake = {'1': 3.0, '4': 2.0, '8': 1.0, '16': 0.5}
+  real = bench.timed
+  monkeypatch.setattr(bench, 'timed', lambda fns, rounds, reps: (
+      {k: (fake[str(k)] * 1e-3, 0.0) for k in fns}
+      if all(str(k) in fake for k in fns) else real(fns, rounds, reps)))
+  logs = []
+  chosen, table = bench.pick_round_to('resnet20', [0.3, 0.5], [1, 4, 8, 16],
+                                      batch=2, rounds=1, reps=1,
+                                      log=logs.append)
+  _, _, g = _graph()
+  dense = g.macs({})
+  assert chosen == [16, 8]
+  assert [(r['reduction'], r['round_to']) for r in table] == [
+      (0.3, 1), (0.3, 4), (0.3, 8), (0.3, 16), (0.5, 1), (0.5, 4), (0.5, 8)]
+  assert any('round_to 16 cannot reach 50%' in l for l in logs)
+  for r in table:  # Each candidate removes at least its reduction.
+    assert r['macs'] == g.macs(bench.uniform_masks(g, r['reduction'],
+                                                   r['round_to']))
+    assert r['macs'] <= (1 - r['reduction']) * dense
+    assert r['chosen'] == (r['round_to'] == chosen[r['reduction'] == 0.5])
+  rows = bench.run(model='resnet20', reductions=[0.5], round_to='auto',
+                   batches=[2], rounds=1, reps=1, out=str(tmp_path),
+                   candidates=[1, 8])
+  assert rows[1]['variant'] == '>= 50% fewer MACs (round_to 8)'
+  assert rows[1]['macs'] == g.macs(bench.uniform_masks(g, 0.5, 8))
+  md = (tmp_path / 'round_to.md').read_text()
+  assert '| 50% | 8 |' in md and '| yes |' in md
+  with pytest.raises(JaxpruneError, match='candidates'):
+    bench.pick_round_to('resnet20', [0.5], [0])
+
+
 def _fake_run(workdir, widths, pruned_macs=None):
   from configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
@@ -130,7 +166,9 @@ def test_cli_errors_are_one_line(tmp_path):
   for args, msg in ((['--model=resnet20'], 'needs --flops_reduction'),
                     ([], 'exactly one of --workdir'),
                     (['--model=resnet20', '--flops_reduction=0.5',
-                      '--batches=0'], 'allowed: ints >= 1')):
+                      '--batches=0'], 'allowed: ints >= 1'),
+                    (['--model=resnet20', '--flops_reduction=0.5',
+                      '--round_to=fast'], "allowed: an int >= 1 or 'auto'")):
     p = subprocess.run([sys.executable, '-m', 'jaxprune.bench', *args,
                         f'--out={tmp_path}'], cwd=REPO, capture_output=True,
                        text=True)

@@ -89,6 +89,24 @@ def test_offline_digits_build_and_read(data_dir):
   assert b['image'].shape == (32, 8, 8, 1)
 
 
+def test_digits32_is_digits_upsampled_to_32(data_dir):
+  from PIL import Image
+  _, _, te8 = data.split_source('digits', data_dir, 0)
+  _, _, te32 = data.split_source('digits32', data_dir, 0)
+  b8 = next(data.eval_batches(te8, data.get_spec('digits'), 4, threads=1))
+  b32 = next(data.eval_batches(te32, data.get_spec('digits32'), 4, threads=1))
+  assert b32['image'].shape == (4, 32, 32, 1) and b32['image'].dtype == np.uint8
+  np.testing.assert_array_equal(b32['label'], b8['label'])
+  for small, big in zip(b8['image'], b32['image']):  # PIL's bilinear, by hand.
+    want = np.asarray(Image.fromarray(small[..., 0]).resize((32, 32),
+                                                            Image.BILINEAR))
+    np.testing.assert_array_equal(big[..., 0], want)
+  train = next(data.train_batches(
+      data.split_source('digits32', data_dir, 0)[0],
+      data.get_spec('digits32'), 8, 0, 0))
+  assert train['image'].shape == (8, 32, 32, 1)
+
+
 def test_unprepared_dataset_says_how_to_prepare(tmp_path):
   with pytest.raises(DatasetNotPreparedError) as e:
     data.split_source('cifar10', str(tmp_path), 0)

@@ -181,13 +181,17 @@ def test_label_smoothing_cross_entropy():
   np.testing.assert_allclose(got, -(target * logits[0]).sum(), rtol=1e-6)
 
 
-@pytest.mark.parametrize('method', ['none', 'reprune'])
+@pytest.mark.parametrize('method', ['none', 'reprune', 'reprune+shrink'])
 def test_two_processes_match_one(tmp_path, data_dir, method):
   """Host-sharded loading: 2 processes x 1 device == 1 process x 2 devices,
-  dense and pruning while training (mask events on gathered weights)."""
+  dense and pruning while training (mask events on gathered weights), and
+  training the kept channels only (host-side slicing of each process's
+  replicated copy)."""
+  method, _, shrink = method.partition('+')
   common = [f'--config={TINY}', f'--config.data_dir={data_dir}',
             '--config.num_epochs=1', '--config.batch_size=64',
-            '--config.eval_batch_size=120', f'--config.method={method}']
+            '--config.eval_batch_size=120', f'--config.method={method}',
+            f'--config.shrink={bool(shrink)}']
   # One epoch: Alg. 1 at epoch 0 (its last event), then soft-masked
   # training. The two layouts reduce gradients in another order, so losses
   # differ in the last bit from step 1 on and the gap grows while training

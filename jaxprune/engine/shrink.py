@@ -4,7 +4,8 @@ Between two mask events the train step runs on the physically slimmed
 network (`jaxprune.slim`'s re-specialised train-mode forward pass); the
 full-width train state stays the run's record: events, the end-of-epoch
 hooks, evaluation and checkpoints see it, and it is rebuilt after every
-epoch by writing the trained slim values back in place (`Shrinker.expand`).
+epoch by writing the trained slim values back in place (the expand that
+`Shrinker.step` returns).
 Around each epoch:
 
 * `shrink`: the pruned weights are zeroed (as the masked step would, unless
@@ -14,7 +15,9 @@ Around each epoch:
   The mask state's aux (channel masks, the weight stash) stays out of the
   slim state: it is full width by nature.
 * `expand`: kept entries come back from the slim state; pruned entries
-  keep what they held when they were pruned.
+  keep what they held when they were pruned (the full-width copy read for
+  the slice is reused, so each epoch moves the state to the host and back
+  twice).
 
 How this differs from the masked full-width network (`shrink=False`):
 the kept channels see the same forward pass and gradients (to float
@@ -27,14 +30,20 @@ those they had when pruned: a regrown channel gets its optimizer state
 back from then, where the masked network would have kept updating its
 moments from the gradients that reach pruned norm scales and biases. Under
 a masked forward pass (Refill) the pruned weights are frozen instead of
-decaying.
+decaying. Pruned channels that `shrink_round_to` carries as padding train
+exactly as in the masked network.
 
 Compiled steps are cached by program (`Shrinker.step`): maskings of the
 same widths lower to the same program, unless the slim forward pass reads
 kept indices of constants or random bits, so the lowered program's text
-(not the widths alone, which could be wrong) keys the compiled step. The
-slice and expand functions take the kept indices as arguments and are
-compiled once per width signature.
+(not the widths alone, which could be wrong) keys the compiled step.
+`config.shrink_round_to` rounds the trained widths up (`slim.round_masks`)
+with pruned channels, which the step's masks keep at zero exactly as the
+masked step does: maskings then share widths (and compiled steps) far more
+often, and the kernels run at friendlier widths. Slicing and expanding run
+on the host, in numpy, on this process's replicated copy: they compile
+nothing, so a new masking costs one lowering and, for a new program, one
+compile.
 """
 import hashlib
 import time
