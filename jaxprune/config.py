@@ -114,6 +114,11 @@ def validate(config: ml_collections.ConfigDict,
       if isinstance(value, bool) or not isinstance(value, (int, float)) or (
           not ok(value)):
         raise JaxpruneError(f'{field}={value!r}; allowed: {allowed}.')
+    if config.get('shrink_round_to', 1) > 1 and not config.get('shrink',
+                                                               False):
+      raise JaxpruneError(
+          f'shrink_round_to={config.shrink_round_to} does nothing without '
+          'shrink=True; allowed: shrink=True, or shrink_round_to=1.')
   for key in config.keys():
     path = f'{prefix}{key}'
     if key not in schema:

@@ -124,6 +124,20 @@ def test_unknown_field_in_config_file_is_rejected():
     config_lib.validate(config)
 
 
+def test_shrink_round_to_is_checked():
+  config = config_lib.base()
+  config.shrink_round_to = 8
+  with pytest.raises(JaxpruneError, match='shrink_round_to=8 does nothing '
+                     'without shrink=True'):
+    config_lib.validate(config)
+  config.shrink = True
+  config_lib.validate(config)
+  config.shrink_round_to = 0
+  with pytest.raises(JaxpruneError, match='shrink_round_to=0; allowed: an '
+                     'int >= 1'):
+    config_lib.validate(config)
+
+
 def sgd_config(**kw):
   c = config_lib.base()
   c.num_epochs = 1

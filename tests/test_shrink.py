@@ -64,6 +64,17 @@ def _after_two_events(workdir, data_dir, **fields):
   return run, phase, state, tx, rng, full_step, batches
 
 
+def _masked_steps(state, full_step, batches, rng):
+  """The masked full-width steps on `batches`, as host arrays. The masked
+  step zeroes newly pruned weights only after its first forward pass, the
+  slim step never runs them: start from zero."""
+  masked = state.replace(params=shrink._zeroed(state.params,
+                                               state.opt_state))
+  for b in batches:
+    masked, _ = full_step(masked, b, rng)
+  return jax.device_get(masked)
+
+
 def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
     tmp_path, data_dir):
   run, phase, state, tx, rng, full_step, batches = _after_two_events(
@@ -85,13 +96,7 @@ def test_slim_steps_equal_masked_steps_and_pruned_channels_freeze(
   again = jax.device_get(slice_fn(expand_fn(state, s)))
   jax.tree.map(np.testing.assert_array_equal, again.params,
                jax.device_get(s.params))
-  # The masked step zeroes newly pruned weights only after its first
-  # forward pass, the slim step never runs them: start both from zero.
-  masked = state.replace(params=shrink._zeroed(state.params,
-                                               state.opt_state))
-  for b in batches[2:]:
-    masked, _ = full_step(masked, b, rng)
-  masked = jax.device_get(masked)
+  masked = _masked_steps(state, full_step, batches[2:], rng)
   pm = jax.device_get(optax_lib.masks_of(before.opt_state))
   keep = lambda m, x: np.broadcast_to(np.asarray(m), np.shape(x))
   # Kept weights and momenta: as the masked network's (float rounding of
@@ -161,11 +166,7 @@ def test_rounded_widths_carry_pruned_channels_that_stay_zero(tmp_path,
   for b in batches[2:]:
     s, _ = slim_step(s, b, rng)
   e = jax.device_get(expand_fn(state, s))
-  masked = state.replace(params=shrink._zeroed(state.params,
-                                               state.opt_state))
-  for b in batches[2:]:
-    masked, _ = full_step(masked, b, rng)
-  masked = jax.device_get(masked)
+  masked = _masked_steps(state, full_step, batches[2:], rng)
   pm = jax.device_get(optax_lib.masks_of(before.opt_state))
   carried = jax.device_get(run.graph.param_masks(rounded)['params'])
   wide = lambda m, x: np.broadcast_to(np.asarray(m), np.shape(x))
