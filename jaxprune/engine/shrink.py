@@ -153,7 +153,8 @@ class Shrinker:
     self._params_def = jax.tree.structure(self.variables['params'])
     self._cache: dict[Any, Any] = {}  # (tx, masking) -> steps.
     self._compiled: dict[Any, Any] = {}  # (tx, program) -> compiled step.
-    self._last = None  # (full state, its host copy) between slice and expand.
+    # (full state, its host copy, masked) between a slice and its expand.
+    self._last = None
     self._batch = None
 
   # -- slicing ------------------------------------------------------------------
@@ -208,12 +209,13 @@ class Shrinker:
   def _full_host(self, state, masked):
     """The full-width state on the host, aux stripped, pruned weights
     zeroed under hard masks (as the masked step leaves them)."""
-    if self._last is not None and self._last[0] is state:
+    if self._last is not None and self._last[0] is state and (
+        self._last[2] == masked):
       return self._last[1]
     host = _host(state.replace(opt_state=_strip_aux(state.opt_state)))
     if masked:
       host = host.replace(params=_zeroed(host.params, host.opt_state, np))
-    self._last = (state, host)
+    self._last = (state, host, masked)
     return host
 
   def _moves(self, idx, masked):
