@@ -91,11 +91,13 @@ def series(rows: list[dict[str, Any]], metric: str = 'top1'
     both 'coverage_event' (an event's greedy selection at its sparsity,
     before regrowth, from its prune record) and 'coverage_logged' (the
     periodic log of the current masks, regrown channels included, on the
-    current weights).
+    current weights); 'shrink': (x, macs) of each new masking that a
+    `config.shrink` run trained from there on (widths as trained, rounded
+    up by `shrink_round_to`).
   """
   spe = steps_per_epoch(rows)
   out = {'train': [], 'eval': [], 'prune': [], 'coverage': [],
-         'coverage_event': [], 'coverage_logged': []}
+         'coverage_event': [], 'coverage_logged': [], 'shrink': []}
   if not spe:
     return out
   x = lambda r: r['step'] / spe
@@ -113,6 +115,8 @@ def series(rows: list[dict[str, Any]], metric: str = 'top1'
         out['coverage_event'].append((x(r), r['coverage_rate']))
     elif split == 'coverage' and 'coverage_rate' in r:
       out['coverage_logged'].append((x(r), r['coverage_rate']))
+    elif split == 'shrink' and 'macs' in r:
+      out['shrink'].append((x(r), r['macs']))
   out['coverage'] = sorted(out['coverage_event'] + out['coverage_logged'])
   return out
 
@@ -221,7 +225,13 @@ def figures(workdir: str, out: str, prefix: str = '',
       pts.append((end,) + tuple(pts[-1][1:]))
     fig, ax = _axes(plt)
     ax.step([p[0] for p in pts], [p[1] / 1e6 for p in pts], where='post',
-            marker='o')
+            marker='o', label='masks (prune events)')
+    if s['shrink']:  # What the slim steps ran (rounded widths included).
+      sh = s['shrink'] + [(max(end, s['shrink'][-1][0]), s['shrink'][-1][1])]
+      ax.step([p[0] for p in sh], [p[1] / 1e6 for p in sh], where='post',
+              marker='x', linestyle='--',
+              label='trained by the slim step (shrink)')
+      ax.legend(fontsize=8)
     ax.set_xlabel('epoch (whole run)')
     ax.set_ylabel('MACs per example (millions)')
     ax.set_title(f'{title}: MACs over training (prune events)')

@@ -438,6 +438,8 @@ def test_report_on_a_pruned_run_and_a_dense_run(tmp_path):
   _fake_metrics(str(pr), [
       train[0], {'split': 'prune', 'step': 10, 'epoch': 1, 'macs': 600,
                  'flops_reduction': 0.4, 'coverage_rate': 0.7},
+      {'split': 'shrink', 'step': 10, 'epoch': 1, 'macs': 640,
+       'lower_seconds': 1.0, 'compile_seconds': 2.0, 'cached': False},
       train[1], {'split': 'prune', 'step': 20, 'epoch': 2, 'macs': 400,
                  'flops_reduction': 0.6, 'coverage_rate': 0.8},
       # A resume logged step 20 again: the last record wins.
@@ -454,6 +456,7 @@ def test_report_on_a_pruned_run_and_a_dense_run(tmp_path):
                                          (3.0, 2 / 3), (4.0, 0.5)]
   assert s['prune'] == [(1.0, 600, 0.4), (2.0, 400, 0.6)]
   assert s['coverage'] == [(1.0, 0.7), (2.0, 0.8), (3.0, 0.85)]
+  assert s['shrink'] == [(1.0, 640)]
   assert curves.final_test(rows, {}) == (4.0, 89.5)
   table = curves.size_table(json.loads((pr / 'results.json').read_text()))
   assert '| parameters | 500 | 200 | 60.00% |' in table
