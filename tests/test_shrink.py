@@ -184,6 +184,36 @@ def test_rounded_widths_carry_pruned_channels_that_stay_zero(tmp_path,
   assert any(padded)  # The masked network moves those moments: a real check.
 
 
+def test_adam_moments_are_sliced_and_restored(tmp_path, data_dir):
+  run, phase, state, tx, rng, _, batches = _after_two_events(
+      str(tmp_path / 'run'), data_dir, optimizer='adamw')
+  adam = lambda st: [x for x in jax.tree.leaves(
+      optax_lib.find_state(st.opt_state).inner,
+      is_leaf=lambda x: hasattr(x, 'nu')) if hasattr(x, 'nu')][0]
+  slice_fn, expand_fn, slim_step = run.slim_step(0, phase, tx, state, rng, 1,
+                                                 0)
+  before = jax.device_get(state)
+  s = slice_fn(state)
+  shapes = jax.tree.map(np.shape, s.params)
+  assert jax.tree.map(np.shape, adam(s).mu) == shapes
+  assert jax.tree.map(np.shape, adam(s).nu) == shapes
+  assert shapes != jax.tree.map(np.shape, state.params)
+  for b in batches[2:]:
+    s, _ = slim_step(s, b, rng)
+  e = jax.device_get(expand_fn(state, s))
+  pm = jax.device_get(optax_lib.masks_of(before.opt_state))
+  wide = lambda m, x: np.broadcast_to(np.asarray(m), np.shape(x))
+  for name in ('mu', 'nu'):
+    got, was = getattr(adam(e), name), getattr(adam(before), name)
+    assert jax.tree.map(np.shape, got) == jax.tree.map(np.shape, was)
+    # Pruned entries: as when pruned; kept ones moved on.
+    jax.tree.map(lambda m, a, b: np.testing.assert_array_equal(
+        np.where(wide(m, a), 0, a), np.where(wide(m, b), 0, b)), pm, got, was)
+    assert any(jax.tree.leaves(jax.tree.map(
+        lambda m, a, b: bool(np.any(np.where(wide(m, a), a - b, 0))),
+        pm, got, was)))
+
+
 def _kill_after_first_checkpoint(args, workdir):
   p = run_cli(*args)
   ckpt = os.path.join(workdir, 'checkpoints')
