@@ -48,33 +48,35 @@ def _run(workdir, flags):
     return json.load(f), wall
 
 
-def _compile_bill(path):
-  """Lowering and compile seconds of the slim steps, from metrics.jsonl."""
+def _records(path):
+  """The records of a run's metrics.jsonl."""
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def _compile_bill(records):
+  """Lowering and compile seconds of the slim steps."""
   bill = {'maskings': 0, 'compiled': 0, 'reused': 0, 'lower': 0.0,
           'compile': 0.0}
-  with open(path) as f:
-    for line in f:
-      r = json.loads(line)
-      if r.get('split') != 'shrink':
-        continue
-      bill['maskings'] += 1
-      bill['reused' if r['cached'] else 'compiled'] += 1
-      bill['lower'] += r['lower_seconds']
-      bill['compile'] += r['compile_seconds']
+  for r in records:
+    if r.get('split') != 'shrink':
+      continue
+    bill['maskings'] += 1
+    bill['reused' if r['cached'] else 'compiled'] += 1
+    bill['lower'] += r['lower_seconds']
+    bill['compile'] += r['compile_seconds']
   return bill
 
 
-def _epoch_seconds(path):
+def _epoch_seconds(records):
   """{epoch: seconds from the record before its train record}: the epoch's
   steps (and a shrink run's slicing), without events or compiles, which
   log their own records first. Epoch 1 also holds the first compile."""
   out, prev = {}, None
-  with open(path) as f:
-    for line in f:
-      r = json.loads(line)
-      if r.get('split') == 'train' and prev is not None:
-        out[r['epoch']] = r['time'] - prev
-      prev = r['time']
+  for r in records:
+    if r.get('split') == 'train' and prev is not None:
+      out[r['epoch']] = r['time'] - prev
+    prev = r['time']
   return out
 
 
@@ -127,16 +129,17 @@ def main():
     t = res['train_seconds']
     print(f'| {name} | {t:.1f} | {1 - t / dense:.3f} | {wall:.1f} | '
           f'{res["top1"]:.2f} | {res["macs"]:,} |')
-  bill = _compile_bill(os.path.join(args.out, 'shrink', 'metrics.jsonl'))
+  records = {n: _records(os.path.join(args.out, n, 'metrics.jsonl'))
+             for n in ('dense', 'shrink')}
+  bill = _compile_bill(records['shrink'])
   epoch = dense / args.epochs
+  each = (bill['lower'] + bill['compile']) / max(bill['maskings'], 1)
   print(f'\nshrink: {bill["maskings"]} new maskings, {bill["compiled"]} '
         f'compiled ({bill["reused"]} reused a compiled step); '
         f'{bill["lower"]:.1f} s lowering + {bill["compile"]:.1f} s compiling '
-        f'in all, {(bill["lower"] + bill["compile"]) / max(bill["maskings"], 1):.1f}'
-        f' s per masking = {(bill["lower"] + bill["compile"]) / max(bill["maskings"], 1) / epoch:.2f}'
-        f' of a dense epoch ({epoch:.1f} s)')
-  per = {n: _epoch_seconds(os.path.join(args.out, n, 'metrics.jsonl'))
-         for n in ('dense', 'shrink')}
+        f'in all, {each:.1f} s per masking = {each / epoch:.2f} of a dense '
+        f'epoch ({epoch:.1f} s)')
+  per = {n: _epoch_seconds(r) for n, r in records.items()}
   later = sorted(set(per['dense']) & set(per['shrink']) - {1})
   steady = 1 - (sum(per['shrink'][e] for e in later) /
                 sum(per['dense'][e] for e in later))

@@ -1,7 +1,9 @@
 """Physical slimming equals masking, on the zoo and on custom models."""
+import collections
 import functools
 import json
 import os
+import re
 
 import flax.linen as nn
 import jax
@@ -120,7 +122,6 @@ def test_zoo_module_with_slim_widths(key):
 
 def _compiled_ops(fn, *args):
   """{(result shape, opcode): count} of the optimized XLA program."""
-  import collections, re  # pylint: disable=g-import-not-at-top,multiple-imports
   text = jax.jit(fn).lower(*args).compile().as_text()
   return collections.Counter(re.findall(r'= (\S+) ([\w-]+)\(', text))
 
@@ -130,14 +131,15 @@ def test_slim_compiles_to_the_native_modules_program(train):
   # The re-specialised pass costs nothing over the zoo module built at
   # the same widths: XLA gets the same ops at the same shapes.
   name, model, x, v, _ = setup('resnet20')
-  fn = (functools.partial(model.apply, train=True, mutable=['batch_stats'])
-        if train else functools.partial(model.apply, train=False))
+  apply = lambda m: (
+      functools.partial(m.apply, train=True, mutable=['batch_stats'])
+      if train else functools.partial(m.apply, train=False))
+  fn = apply(model)
   g = structure.trace(fn, v, x)
   cm = masks_lib.random(g, jax.random.key(9), 0.5)
   sv, sf = slim.slim(fn, v, g, cm, x)
-  small = models.create(name, 10, **slim.zoo_overrides(name, sv['params']))
-  native = (functools.partial(small.apply, train=True, mutable=['batch_stats'])
-            if train else functools.partial(small.apply, train=False))
+  native = apply(models.create(name, 10,
+                               **slim.zoo_overrides(name, sv['params'])))
   if train:  # The train step's backward pass too.
     grad = lambda f: lambda v, x: jax.grad(
         lambda p: f({**v, 'params': p}, x)[0].sum())(v['params'])

@@ -88,12 +88,11 @@ class _Index:
   def put(self, full, x):
     if np.shape(full) == np.shape(x):
       return x
-    idx = [slice(None)] * np.ndim(full)
+    idx = [np.arange(n) for n in np.shape(full)]
     for a, k in self._axes(np.shape(full)):
       idx[a] = k
     out = np.array(full, copy=True)
-    out[np.ix_(*(np.arange(n) if isinstance(i, slice) else i
-                 for i, n in zip(idx, np.shape(full))))] = x
+    out[np.ix_(*idx)] = x
     return out
 
 
